@@ -1,0 +1,57 @@
+"""netspec: a declarative network config compiler.
+
+    spec = netspec.load("model.yaml")
+    report = netspec.infer(spec)
+    net = netspec.compile(spec, device="cpu")
+
+Heavy parts (the NumPy runtime, CuPy) load only when first used, so `netspec check` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from netspec.diagnostics import Diagnostic, InputError, NetspecError, SpecError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Spec": "netspec.spec",
+    "load": "netspec.spec",
+    "loads": "netspec.spec",
+    "ShapeReport": "netspec.graph",
+    "infer": "netspec.graph",
+    "Network": "netspec.network",
+    "compile": "netspec.network",
+    "compile_loss": "netspec.losses",
+    "compile_optimizer": "netspec.optim",
+    "DeviceError": "netspec.backend",
+}
+
+if TYPE_CHECKING:
+    from netspec.backend import DeviceError
+    from netspec.graph import ShapeReport, infer
+    from netspec.losses import compile_loss
+    from netspec.network import Network, compile
+    from netspec.optim import compile_optimizer
+    from netspec.spec import Spec, load, loads
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'netspec' has no attribute '{name}'")
+
+
+__all__ = [
+    "Diagnostic",
+    "InputError",
+    "NetspecError",
+    "SpecError",
+    "__version__",
+    *_LAZY,
+]

@@ -1,0 +1,97 @@
+"""The array module: NumPy on the CPU, CuPy on CUDA. The only module that imports CuPy.
+
+Kernels receive arrays and ask `array_module(x)` which library they belong to (Chainer's
+`get_array_module`), so one code path serves both devices.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from netspec.diagnostics import NetspecError
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+class DeviceError(NetspecError):
+    """The requested device cannot be used; the message says what to install or change."""
+
+
+_cupy: ModuleType | None = None
+_cupy_failure: str | None = None
+
+
+def _load_cupy() -> ModuleType:
+    """Import CuPy once, keeping the reason it failed so the error can say what to do."""
+    global _cupy, _cupy_failure
+    if _cupy is not None:
+        return _cupy
+    if _cupy_failure is None:
+        try:
+            import cupy
+
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("no CUDA device is visible")
+            _cupy = cupy
+            return cupy
+        except ImportError:
+            _cupy_failure = (
+                "--device cuda needs CuPy: pip install 'netspec[cuda]' "
+                "(or cupy-cuda12x / cupy-cuda13x matching your CUDA driver)"
+            )
+        except Exception as exc:  # CUDA driver or runtime problems surface as many types
+            _cupy_failure = f"--device cuda: CuPy is installed but no GPU is usable ({exc})"
+    raise DeviceError(_cupy_failure)
+
+
+def cuda_available() -> bool:
+    try:
+        _load_cupy()
+    except DeviceError:
+        return False
+    return True
+
+
+def get_xp(device: str) -> ModuleType:
+    """The array module for a device name ('cpu' or 'cuda')."""
+    if device == "cpu":
+        return np
+    if device == "cuda" or device.startswith("cuda:"):
+        return _load_cupy()
+    raise DeviceError(f"unknown device '{device}', expected one of: cpu, cuda")
+
+
+def array_module(x: Any) -> ModuleType:
+    """NumPy or CuPy, whichever `x` belongs to."""
+    if _cupy is not None and isinstance(x, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def as_strided(xp: ModuleType) -> Any:
+    """`as_strided` of the given array module (CuPy keeps it in cupy.lib.stride_tricks)."""
+    return xp.lib.stride_tricks.as_strided
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A host copy (or the array itself when it is already NumPy)."""
+    if isinstance(x, np.ndarray):
+        return x
+    get = getattr(x, "get", None)
+    return get() if get is not None else np.asarray(x)
+
+
+def resolve_dtype(dtype: str | Any) -> np.dtype:
+    name = np.dtype(dtype).name
+    if name not in DTYPES:
+        raise DeviceError(f"unsupported dtype '{name}', expected one of: {', '.join(DTYPES)}")
+    return np.dtype(name)
+
+
+def default_rng(xp: ModuleType, seed: int) -> Any:
+    """A Generator on the device: Dropout masks are drawn where the data lives."""
+    return xp.random.default_rng(seed)
