@@ -61,10 +61,15 @@ def parse(text: str, name: str = "<string>") -> Source:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
         hint = None
-        if "\\t" in message or "\t" in _line(text, line)[: max(col, 1)]:
+        code = "yaml-syntax"
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            code, hint = "yaml-tag", "specs are read safely: only plain YAML values are allowed"
+            tag = getattr(exc, "problem", "") or ""
+            message = "unsupported tag" + (f": {tag.split('tag ')[-1]}" if "tag" in tag else "")
+        elif "\\t" in message or "\t" in _line(text, line)[: max(col, 1)]:
             message = "tab character in indentation"
             hint = "YAML indents with spaces only; replace the tabs with spaces"
-        _fail(name, line, col, "yaml-syntax", message or "invalid YAML", hint)
+        _fail(name, line, col, code, message or "invalid YAML", hint)
     except yaml.YAMLError as exc:  # errors without a mark (rare): still located at the top
         _fail(name, 1, 1, "yaml-syntax", str(exc))
     except RecursionError:
@@ -116,7 +121,7 @@ class _Walker:
     def _check_tag(self, node: yaml.Node, expected: str) -> None:
         if node.tag != expected:
             raise yaml.constructor.ConstructorError(
-                None, None, f"tag {node.tag!r} is not allowed in a spec", node.start_mark
+                None, None, f"tag {node.tag!r}", node.start_mark
             )
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict:

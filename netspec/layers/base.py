@@ -38,6 +38,15 @@ IntPair = Int | _pair_of(Int)
 PositiveIntPair = PositiveInt | _pair_of(PositiveInt)
 NonNegativeIntPair = NonNegativeInt | _pair_of(NonNegativeInt)
 DeviceName = Annotated[str, Strict()]
+
+
+def _index_to_name(value: Any) -> Any:
+    # Layers are named by their index by default, and YAML reads `[0, 3]` as ints.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+LayerRef = Annotated[str, Strict(), BeforeValidator(_index_to_name)]
+"""A layer name, `input`, or `NAME.indices`; a bare index means that layer's default name."""
 DTypeName = Literal["float16", "bfloat16", "float32", "float64"]
 
 
@@ -136,7 +145,7 @@ class Layer(BaseModel):
 
     name: Annotated[str, Strict()] | None = None
     """Name in the graph; defaults to the layer's index, as in torch.nn.Sequential."""
-    inputs: list[Annotated[str, Strict()]] | None = None
+    inputs: list[LayerRef] | None = None
     """Names of the layers (or `input`) this one reads; defaults to the previous layer."""
 
     # How many inputs the layer takes: 1, or None for "two or more" (Add, Concat).

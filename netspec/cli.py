@@ -1,0 +1,149 @@
+"""The `netspec` command line (typer + rich). The only place that prints or exits.
+
+Every error netspec knows about becomes readable lines on stderr and exit code 1; bad usage
+is exit 2 (typer's); anything else escaping would be a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from netspec.diagnostics import Diagnostic, NetspecError, SpecError
+
+app = typer.Typer(
+    name="netspec",
+    help="Check, train, evaluate and benchmark networks described in YAML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)]
+
+
+def _source_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def show_diagnostics(diagnostics: list[Diagnostic], path: Path) -> None:
+    from netspec.report import render_diagnostics
+
+    render_diagnostics(diagnostics, err, _source_text(path))
+
+
+def load_spec(path: Path):
+    """Load a spec or exit 1 with its diagnostics; warnings are shown either way."""
+    from netspec.spec import load
+
+    try:
+        spec = load(path)
+    except SpecError as exc:
+        show_diagnostics(exc.diagnostics, path)
+        raise typer.Exit(1) from None
+    if spec.warnings:
+        show_diagnostics(spec.warnings, path)
+    return spec
+
+
+@app.command()
+def check(
+    spec_path: SpecArg,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", "-b", min=1, help="Concrete batch size.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+) -> None:
+    """Validate a spec, infer every shape, and print the shape report."""
+    from netspec.graph import infer
+    from netspec.spec import load
+
+    diagnostics: list[Diagnostic] = []
+    report = None
+    try:
+        spec = load(spec_path)
+        diagnostics = spec.warnings
+        report = infer(spec, batch_size)
+    except SpecError as exc:
+        diagnostics = exc.diagnostics
+    failed = report is None or (strict and bool(diagnostics))
+    if as_json:
+        document = {
+            "spec": str(spec_path),
+            "ok": not failed,
+            "diagnostics": [d.to_dict() for d in diagnostics],
+            "report": report.to_dict() if report else None,
+        }
+        out.print_json(json.dumps(document))
+    else:
+        if diagnostics:
+            show_diagnostics(diagnostics, spec_path)
+        if report is not None:
+            from netspec.report import render_report
+
+            render_report(report, out)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where to write it; '-' for stdout.")
+    ] = "schemas/netspec.schema.json",
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Fail if the file differs from the current schema.")
+    ] = False,
+) -> None:
+    """Write the JSON Schema of the spec format (for editors and other tools)."""
+    from netspec.schema import schema_text
+
+    text = schema_text()
+    if check_only:
+        current = _source_text(Path(output))
+        if current != text:
+            raise fail(f"{output} is stale: run `netspec schema -o {output}` and commit it")
+        err.print(f"{output} is up to date", highlight=False)
+        return
+    if output == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(output)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    err.print(f"wrote {output}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point: netspec's own errors become one line, never a traceback."""
+    try:
+        app()
+    except NetspecError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

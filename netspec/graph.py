@@ -1,0 +1,268 @@
+"""Names, inputs, topological order and shape inference: the spec as a graph.
+
+`build_graph` resolves every layer's name and inputs, refuses duplicates, dangling
+references and cycles, and orders the layers. `infer_shapes` runs each layer's pure shape
+rule in that order (no arrays), carrying on past an error with the shape the layer's own
+arguments imply so that later problems are reported in the same run. `lint` adds warnings
+for legal but suspect specs. `infer` wraps it all into a ShapeReport.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from netspec.diagnostics import Collector, did_you_mean
+from netspec.layers import Flatten, Layer
+from netspec.layers.base import Shape, ShapeError, format_shape, prod
+
+if TYPE_CHECKING:
+    from netspec.spec import Spec
+
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer in the graph: its index in `layers`, resolved name and input references."""
+
+    index: int
+    name: str
+    layer: Layer
+    inputs: tuple[str, ...]  # "input", a layer name, or "NAME.indices"
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]  # topological order
+    outputs: list[str]
+    shapes: dict[str, Shape] = field(default_factory=dict)  # reference -> shape (None: unknown)
+
+    def consumers(self) -> dict[str, list[str]]:
+        used: dict[str, list[str]] = {}
+        for node in self.nodes:
+            for ref in node.inputs:
+                used.setdefault(ref, []).append(node.name)
+        return used
+
+
+def build_graph(spec: Spec, collector: Collector) -> Graph:
+    """Resolve names and inputs, check references and order the layers.
+
+    Problems go to `collector`; the graph keeps whatever could be ordered (layers on a cycle
+    are left out, unknown references have unknown shapes) so that checking can go on.
+    """
+    names: dict[str, int] = {}
+    pending: list[tuple[int, str, Layer | None, tuple[str, ...] | None]] = []
+    for i, layer in enumerate(spec.layers):
+        if layer is None:
+            name = spec._raw_names.get(i, str(i))
+        else:
+            name = layer.name if layer.name is not None else str(i)
+        if name in names or name == INPUT or "." in name:
+            reason = (
+                f"duplicate layer name '{name}' (first used by layer {names[name]})" if name in names
+                else f"'{name}' cannot name a layer: "
+                + ("it is the spec's input" if name == INPUT else "names cannot contain '.'")
+            )
+            collector.error(spec.layer_path(i, "name"), "name", reason)
+        names.setdefault(name, i)
+        default = (INPUT,) if i == 0 else (pending[-1][1],)
+        inputs = tuple(layer.inputs) if layer is not None and layer.inputs is not None else default
+        pending.append((i, name, layer, inputs))
+
+    side_outputs = {f"{n}.indices" for _, n, layer, _ in pending if _has_indices(layer)}
+    known = set(names) | side_outputs | {INPUT}
+    for i, name, layer, inputs in pending:
+        if layer is None:
+            continue
+        _check_inputs(spec, i, layer, inputs, known, collector)
+    outputs = list(spec.outputs) if spec.outputs else [pending[-1][1]]
+    for j, ref in enumerate(outputs):
+        if ref not in known:
+            hint = did_you_mean(ref, known)
+            collector.error(("outputs", j), "unknown-output", f"unknown output '{ref}'", hint)
+    order = _topological_order(spec, pending, names, collector)
+    nodes = [Node(i, name, layer, inputs) for i, name, layer, inputs in order]
+    return Graph(nodes, outputs)
+
+
+def _has_indices(layer: Layer | None) -> bool:
+    return bool(getattr(layer, "return_indices", False))
+
+
+def _check_inputs(spec, i, layer, inputs, known, collector) -> None:
+    for j, ref in enumerate(inputs):
+        if ref not in known:
+            hint = did_you_mean(ref, known) or f"known: {', '.join(sorted(known))}"
+            where = spec.layer_path(i, "inputs")
+            collector.error((*where, j), "unknown-input", f"unknown input '{ref}'", hint)
+    if layer.arity == 1 and len(inputs) != 1:
+        collector.error(spec.layer_path(i, "inputs"), "arity",
+                        f"{layer.type_name} takes one input, received {len(inputs)}",
+                        "join branches first with Add or Concat")
+    if layer.arity is None and len(inputs) < 2:
+        collector.error(spec.layer_path(i, "inputs"), "arity",
+                        f"{layer.type_name} joins two or more inputs, received {len(inputs)}",
+                        "list them: `inputs: [a, b]`")
+
+
+def _topological_order(spec, pending, names, collector):
+    """Kahn's algorithm, taking the lowest index first so chains keep their written order."""
+    deps = {p[1]: {ref.split(".")[0] for ref in p[3] if ref != INPUT} & set(names) for p in pending}
+    by_name = {p[1]: p for p in pending}
+    users: dict[str, list[str]] = {n: [] for n in deps}
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].append(n)
+    waiting = {n: len(ds) for n, ds in deps.items()}
+    ready = [(by_name[n][0], n) for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        order.append(by_name[n])
+        for u in users[n]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, (by_name[u][0], u))
+    if len(order) < len(pending):
+        stuck = sorted((by_name[n][0], n) for n, count in waiting.items() if count > 0)
+        cycle = " -> ".join(n for _, n in stuck)
+        i = stuck[0][0]
+        collector.error(spec.layer_path(i, "inputs"), "cycle",
+                        f"layers form a cycle: {cycle}", "a layer's inputs must not depend on itself")
+    return order
+
+
+def infer_shapes(spec: Spec, graph: Graph, collector: Collector, batch: int | None) -> None:
+    """Fill `graph.shapes`; shape errors become diagnostics, unknown shapes propagate quietly."""
+    graph.shapes[INPUT] = (batch, *spec.input.shape)
+    for node in graph.nodes:
+        inputs = [graph.shapes.get(ref) for ref in node.inputs]
+        if node.layer is None or any(s is None for s in inputs):
+            graph.shapes[node.name] = None
+            continue
+        try:
+            out = node.layer.output_shape(*inputs)
+            for key, shape in node.layer.side_output_shapes(*inputs).items():
+                graph.shapes[f"{node.name}.{key}"] = shape
+        except ShapeError as exc:
+            hint = _flatten_hint(exc, graph, node)
+            collector.error(spec.layer_path(node.index, exc.field), exc.code, exc.message, hint)
+            out = exc.recovered
+        graph.shapes[node.name] = out
+
+
+def _flatten_hint(exc: ShapeError, graph: Graph, node: Node) -> str | None:
+    """Say what a Flatten before a mismatched layer produces: that is the number to write."""
+    if not exc.hint or len(node.inputs) != 1:
+        return exc.hint
+    producer = next((n for n in graph.nodes if n.name == node.inputs[0]), None)
+    if producer is None or not isinstance(producer.layer, Flatten):
+        return exc.hint
+    source = graph.shapes.get(producer.inputs[0])
+    if source is None:
+        return exc.hint
+    what = producer.layer.describe_flattening(source)
+    return f"{exc.hint} — Flatten '{producer.name}' after '{producer.inputs[0]}' yields {what}"
+
+
+def analyse(spec: Spec, collector: Collector, batch: int | None = None) -> Graph:
+    """Graph, shapes and lints for a spec; problems go to `collector`."""
+    graph = build_graph(spec, collector)
+    infer_shapes(spec, graph, collector, batch)
+    from netspec.lint import lint
+
+    lint(spec, graph, collector)
+    return graph
+
+
+# -- the report ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    """One layer of the shape report, as torchinfo would show it."""
+
+    name: str
+    type: str
+    inputs: list[str]
+    input_shapes: list[Shape]
+    output_shape: Shape
+    params: int
+    trainable_params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    macs: int
+    param_bytes: int
+    activation_bytes: int
+
+
+@dataclass(frozen=True)
+class ShapeReport:
+    """Every layer's shapes, parameter counts and MACs, computed without running anything.
+
+    With a symbolic batch (`batch_size=None`) shapes show `None` for the batch, and MACs and
+    activation bytes are per sample.
+    """
+
+    name: str
+    input_shape: Shape
+    outputs: list[str]
+    output_shapes: list[Shape]
+    batch_size: int | None
+    rows: list[Row]
+    totals: Totals
+    chain: bool  # every layer reads the one before it: the report can hide `inputs`
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def infer(spec: Spec, batch_size: int | None = None) -> ShapeReport:
+    """Infer every shape of `spec` for a batch size (None: symbolic). Raises SpecError."""
+    collector = spec.collector()
+    graph = build_graph(spec, collector)
+    infer_shapes(spec, graph, collector, batch_size)
+    collector.raise_if_errors()
+    return _report(spec, graph, batch_size)
+
+
+def _report(spec: Spec, graph: Graph, batch: int | None) -> ShapeReport:
+    itemsize = 8 if spec.input.dtype == "float64" else 4
+    n = batch or 1
+    rows = []
+    for node in graph.nodes:
+        in_shapes = [graph.shapes[ref] for ref in node.inputs]
+        out = graph.shapes[node.name]
+        params = sum(prod(s) or 0 for s in node.layer.parameter_shapes().values())
+        concrete_in = [_concrete(s, n) for s in in_shapes]
+        macs = node.layer.macs(concrete_in, _concrete(out, n))
+        rows.append(Row(node.name, node.layer.type_name, list(node.inputs), in_shapes, out,
+                        params, params, macs))
+    params = sum(r.params for r in rows)
+    activations = sum(prod(_concrete(r.output_shape, n)) or 0 for r in rows)
+    totals = Totals(params, params, sum(r.macs for r in rows), params * itemsize,
+                    activations * itemsize)
+    chain = all(
+        node.inputs == ((INPUT,) if k == 0 else (graph.nodes[k - 1].name,))
+        for k, node in enumerate(graph.nodes)
+    )
+    outputs = [graph.shapes[ref] for ref in graph.outputs]
+    return ShapeReport(spec.name, graph.shapes[INPUT], graph.outputs, outputs, batch, rows,
+                       totals, chain)
+
+
+def _concrete(shape: Shape, batch: int) -> tuple[int, ...]:
+    return tuple(batch if d is None else d for d in shape)
+
+
+__all__ = ["Graph", "Node", "Row", "ShapeReport", "Totals", "analyse", "build_graph", "infer",
+           "format_shape"]

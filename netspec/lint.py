@@ -1,0 +1,115 @@
+"""Warnings for legal but suspect specs, and the checks that join the network to its loss.
+
+Each rule is a small function over the analysed graph; `lint` runs them all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from netspec.diagnostics import Collector
+from netspec.layers import BatchNorm2d, Conv2d, Dropout2d, Linear, Softmax
+from netspec.layers.base import ShapeError
+
+if TYPE_CHECKING:
+    from netspec.graph import Graph
+    from netspec.spec import Spec
+
+
+def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
+    for rule in (_softmax_without_dim, _bias_before_batchnorm, _unused_outputs,
+                 _dropout2d_on_3d, _loss_fits_output, _softmax_into_cross_entropy,
+                 _legacy_loss_flags):
+        rule(spec, graph, collector)
+
+
+def _softmax_without_dim(spec: Spec, graph: Graph, collector: Collector) -> None:
+    for node in graph.nodes:
+        if isinstance(node.layer, Softmax) and node.layer.dim is None:
+            shape = graph.shapes.get(node.inputs[0])
+            picked = "" if shape is None else f" (here dim={0 if len(shape) in (0, 1, 3) else 1})"
+            collector.warning(
+                spec.layer_path(node.index), "softmax-dim",
+                f"Softmax without `dim`: PyTorch's implicit choice is deprecated{picked}",
+                "set dim: 1 for (N, C) or (N, C, H, W) outputs",
+            )
+
+
+def _bias_before_batchnorm(spec: Spec, graph: Graph, collector: Collector) -> None:
+    by_name = {n.name: n for n in graph.nodes}
+    for node in graph.nodes:
+        if not isinstance(node.layer, BatchNorm2d) or not node.layer.affine:
+            continue
+        producer = by_name.get(node.inputs[0])
+        if producer is not None and isinstance(producer.layer, (Conv2d, Linear)) and producer.layer.bias:
+            collector.warning(
+                spec.layer_path(producer.index), "bias-before-batchnorm",
+                f"{producer.layer.type_name} '{producer.name}' has a bias that BatchNorm2d "
+                f"'{node.name}' cancels out",
+                "set bias: false on the layer before BatchNorm2d",
+            )
+
+
+def _unused_outputs(spec: Spec, graph: Graph, collector: Collector) -> None:
+    used = graph.consumers()
+    outputs = {ref.split(".")[0] for ref in graph.outputs}
+    for node in graph.nodes:
+        if node.name not in used and node.name not in outputs:
+            collector.warning(
+                spec.layer_path(node.index), "unused",
+                f"the output of layer '{node.name}' is never used",
+                "list it in `inputs` of a later layer or in `outputs`, or remove it",
+            )
+
+
+def _dropout2d_on_3d(spec: Spec, graph: Graph, collector: Collector) -> None:
+    for node in graph.nodes:
+        shape = graph.shapes.get(node.inputs[0])
+        if isinstance(node.layer, Dropout2d) and shape is not None and len(shape) == 3:
+            collector.warning(
+                spec.layer_path(node.index), "dropout2d-3d",
+                "Dropout2d on a 3-D input (N, C, L) zeroes whole rows, not channels, as PyTorch "
+                "does (pytorch issue #77081)",
+                "use Dropout1d semantics deliberately, or give Dropout2d a (N, C, H, W) input",
+            )
+
+
+def _final_output(graph: Graph):
+    if len(graph.outputs) != 1 or "." in graph.outputs[0]:
+        return None
+    return next((n for n in graph.nodes if n.name == graph.outputs[0]), None)
+
+
+def _loss_fits_output(spec: Spec, graph: Graph, collector: Collector) -> None:
+    node = _final_output(graph)
+    if spec.loss is None or node is None or graph.shapes.get(node.name) is None:
+        return
+    try:
+        spec.loss.check(graph.shapes[node.name])
+    except ShapeError as exc:
+        collector.error(_loss_path(spec, exc.field), exc.code, exc.message, exc.hint)
+
+
+def _loss_path(spec: Spec, field: str | None):
+    origin = spec._origins.get(("loss",))
+    if origin is None:
+        return ("loss",) if field is None else ("loss", field)
+    return origin.path(field)
+
+
+def _softmax_into_cross_entropy(spec: Spec, graph: Graph, collector: Collector) -> None:
+    node = _final_output(graph)
+    if node is None or spec.loss is None or spec.loss.type != "CrossEntropyLoss":
+        return
+    if isinstance(node.layer, Softmax):
+        collector.warning(
+            spec.layer_path(node.index), "softmax-cross-entropy",
+            "Softmax feeds CrossEntropyLoss, which applies log-softmax itself: "
+            "the network learns from a doubly squashed output",
+            "remove the final Softmax (apply it at inference only)",
+        )
+
+
+def _legacy_loss_flags(spec: Spec, graph: Graph, collector: Collector) -> None:
+    if spec.loss is not None and (message := spec.loss.legacy_warning()):
+        collector.warning(_loss_path(spec, None), "deprecated", message)

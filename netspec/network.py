@@ -1,0 +1,198 @@
+"""compile(): a checked spec becomes an executable Network over NumPy or CuPy.
+
+The network runs its graph's nodes in topological order. Parameters and buffers live in one
+flat store under PyTorch's names ("0.weight", "3.running_var"), so a torch.nn.Sequential's
+state dict loads as is. Each call keeps, per layer, only what that layer's backward needs;
+intermediate outputs are dropped as soon as their last reader has run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from netspec.backend import array_module, get_xp, resolve_dtype, to_numpy
+from netspec.diagnostics import InputError, NetspecError
+from netspec.graph import INPUT, Graph, build_graph
+from netspec.layers.base import Context, ParamView, format_shape
+
+if TYPE_CHECKING:
+    from netspec.spec import Spec
+
+
+class StateDictError(NetspecError):
+    """A state dict that does not fit the network (names, shapes)."""
+
+
+class Network:
+    """The executable form of a spec. Mirrors the parts of torch.nn.Module a trainer uses."""
+
+    def __init__(self, spec: Spec, graph: Graph, device: str, dtype: np.dtype, seed: int):
+        self.spec = spec
+        self.graph = graph
+        self.device = device
+        self.dtype = dtype
+        self.xp = get_xp(device)
+        self.seed = seed
+        self.training = True
+        self.forward_calls = 0  # with the seed, fixes the dropout masks of the next call
+        self._store = self._initial_store(seed)
+        self._trainable = [
+            f"{node.name}.{key}" for node in graph.nodes for key in node.layer.parameter_shapes()
+        ]
+        self.grads = {k: self.xp.zeros_like(self._store[k]) for k in self._trainable}
+        self._views = {node.name: ParamView(self._store, f"{node.name}.") for node in graph.nodes}
+        self._grad_views = {node.name: ParamView(self.grads, f"{node.name}.") for node in graph.nodes}
+        self._last_use = self._last_uses()
+        self._contexts: dict[str, Context] = {}
+
+    # -- construction -------------------------------------------------------------------------
+    def _initial_store(self, seed: int) -> dict[str, Any]:
+        """Parameters and buffers in PyTorch's order, drawn on the host so every device agrees."""
+        rng = np.random.default_rng(seed)
+        store: dict[str, Any] = {}
+        for node in sorted(self.graph.nodes, key=lambda n: n.index):
+            for key, value in node.layer.init(rng).items():
+                store[f"{node.name}.{key}"] = self._to_device(value)
+        return store
+
+    def _to_device(self, value: Any) -> Any:
+        value = np.asarray(value)
+        dtype = self.dtype if np.issubdtype(value.dtype, np.floating) else value.dtype
+        return self.xp.asarray(value.astype(dtype, copy=False))
+
+    def _last_uses(self) -> dict[str, int]:
+        last: dict[str, int] = {}
+        for k, node in enumerate(self.graph.nodes):
+            for ref in node.inputs:
+                last[ref] = k
+        return last
+
+    # -- modes and state ------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Network:
+        self.training = mode
+        return self
+
+    def eval(self) -> Network:
+        return self.train(False)
+
+    def parameters(self) -> dict[str, Any]:
+        """Trainable parameters by name (live arrays: optimizers update them in place)."""
+        return {k: self._store[k] for k in self._trainable}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters and buffers under PyTorch's names (live arrays)."""
+        return dict(self._store)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy values in (arrays keep their identity). Names and shapes must match exactly."""
+        missing = [k for k in self._store if k not in state]
+        unexpected = [k for k in state if k not in self._store]
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing keys: {', '.join(missing)}")
+            if unexpected:
+                parts.append(f"unexpected keys: {', '.join(unexpected)}")
+            raise StateDictError("state dict does not fit the network: " + "; ".join(parts))
+        for key, value in state.items():
+            value = _host_array(value)
+            target = self._store[key]
+            if tuple(value.shape) != tuple(target.shape):
+                raise StateDictError(
+                    f"state dict entry '{key}' has shape {tuple(value.shape)}, "
+                    f"the network expects {tuple(target.shape)}"
+                )
+            target[...] = self.xp.asarray(value.astype(target.dtype, copy=False))
+
+    def zero_grad(self) -> None:
+        for grad in self.grads.values():
+            grad.fill(0)
+
+    # -- forward and backward ---------------------------------------------------------------------
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    def forward(self, x: Any) -> Any:
+        """Run the graph on a batch (N, *input.shape); one array, or a tuple for several outputs."""
+        values = {INPUT: self._check_input(x)}
+        rng = self._call_rng() if self.training else None
+        outputs = set(self.graph.outputs)
+        self._contexts = {}
+        for k, node in enumerate(self.graph.nodes):
+            ctx = Context(self.xp, self.training, rng)
+            args = [values[ref] for ref in node.inputs]
+            arg = args[0] if node.layer.arity == 1 else args
+            values[node.name] = node.layer.forward(self._views[node.name], arg, ctx)
+            for key, side in ctx.outputs.items():
+                values[f"{node.name}.{key}"] = side
+            ctx.outputs = {}
+            self._contexts[node.name] = ctx
+            for ref in node.inputs:  # drop what no later layer reads
+                if self._last_use[ref] == k and ref not in outputs and ref != INPUT:
+                    del values[ref]
+        result = tuple(values[ref] for ref in self.graph.outputs)
+        return result[0] if len(result) == 1 else result
+
+    def backward(self, grad: Any) -> Any:
+        """Back-propagate the gradient of the output(s); parameter grads accumulate.
+
+        Returns the gradient of the input. For several outputs pass a tuple (None for an
+        output that receives no gradient).
+        """
+        if not self._contexts:
+            raise NetspecError("backward() needs a forward() call first")
+        grads_in = grad if isinstance(grad, tuple) else (grad,)
+        pending: dict[str, Any] = {}
+        for ref, g in zip(self.graph.outputs, grads_in):
+            if g is not None and "." not in ref:
+                _accumulate(pending, ref, self.xp.asarray(g, dtype=self.dtype))
+        for node in reversed(self.graph.nodes):
+            g = pending.pop(node.name, None)
+            ctx = self._contexts.pop(node.name)
+            if g is None:
+                continue
+            gx = node.layer.backward(self._views[node.name], g, ctx, self._grad_views[node.name])
+            gxs = [gx] if node.layer.arity == 1 else list(gx)
+            for ref, gi in zip(node.inputs, gxs):
+                if "." not in ref:  # side outputs (indices) carry no gradient
+                    _accumulate(pending, ref, gi)
+        return pending.get(INPUT)
+
+    def _check_input(self, x: Any) -> Any:
+        expected = tuple(self.spec.input.shape)
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) != len(expected) + 1 or shape[1:] != expected:
+            raise InputError(
+                f"input has shape {shape}, expected (N, {', '.join(map(str, expected))})"
+                f" = {format_shape((None, *expected))}"
+            )
+        if array_module(x) is not self.xp:
+            x = self.xp.asarray(to_numpy(x) if self.device == "cpu" else x)
+        return x.astype(self.dtype, copy=False)
+
+    def _call_rng(self) -> Any:
+        """A generator for this call, from (seed, call number): resumable and device-neutral."""
+        state = np.random.SeedSequence([self.seed, self.forward_calls]).generate_state(1)[0]
+        self.forward_calls += 1
+        return self.xp.random.default_rng(int(state))
+
+
+def _accumulate(pending: dict[str, Any], ref: str, g: Any) -> None:
+    # A new array, never in place: one gradient may be shared by several inputs (Add).
+    pending[ref] = g if ref not in pending else pending[ref] + g
+
+
+def _host_array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, duck-typed: netspec never imports torch
+        value = value.detach().cpu().numpy()
+    return to_numpy(value) if not isinstance(value, np.ndarray) else value
+
+
+def compile(spec: Spec, device: str = "cpu", dtype: str | Any = None, seed: int = 0) -> Network:
+    """The executable network of a checked spec. `dtype` defaults to the spec's input dtype."""
+    collector = spec.collector()
+    graph = build_graph(spec, collector)
+    collector.raise_if_errors()
+    return Network(spec, graph, device, resolve_dtype(dtype or spec.input.dtype), seed)

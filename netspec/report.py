@@ -1,0 +1,90 @@
+"""Rich rendering of diagnostics and shape reports (the CLI's look; the library never prints)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from netspec.diagnostics import Diagnostic
+from netspec.graph import ShapeReport
+from netspec.layers.base import Shape, format_shape
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow"}
+
+
+def render_diagnostics(
+    diagnostics: list[Diagnostic], console: Console, source_text: str | None = None
+) -> None:
+    """`FILE:LINE:COL: error[CODE]: message`, a caret excerpt on terminals, then the hint."""
+    excerpts = source_text is not None and console.is_terminal
+    for d in diagnostics:
+        line = Text()
+        line.append(f"{d.file}:{d.line}:{d.col}: ", style="bold")
+        line.append(f"{d.severity}[{d.code}]", style=_SEVERITY_STYLE[d.severity])
+        line.append(f": {d.message}")
+        console.print(line, soft_wrap=True, highlight=False)
+        if excerpts:
+            for text in d.format(source_text).splitlines()[1:]:
+                if not text.startswith("  hint:"):
+                    console.print(Text(text, style="dim"), soft_wrap=True, highlight=False)
+        if d.hint:
+            console.print(Text(f"  hint: {d.hint}", style="cyan"), soft_wrap=True, highlight=False)
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if diagnostics:
+        summary = ", ".join(
+            f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n
+        )
+        console.print(Text(summary, style="bold"), highlight=False)
+
+
+def shape_text(shape: Shape | None) -> str:
+    return "?" if shape is None else format_shape(shape)
+
+
+def human_count(n: int) -> str:
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    for size, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def render_report(report: ShapeReport, console: Console) -> None:
+    """A torchinfo-like table and totals, computed without running anything."""
+    table = Table(title=f"{report.name}: input {shape_text(report.input_shape)}", title_justify="left")
+    table.add_column("Layer", style="bold")
+    table.add_column("Type")
+    if not report.chain:
+        table.add_column("Inputs")
+    table.add_column("Output shape")
+    table.add_column("Params", justify="right")
+    table.add_column("MACs", justify="right")
+    for row in report.rows:
+        cells = [row.name, row.type]
+        if not report.chain:
+            cells.append(", ".join(row.inputs))
+        cells += [shape_text(row.output_shape), f"{row.params:,}", human_count(row.macs)]
+        table.add_row(*cells)
+    console.print(table)
+    t = report.totals
+    per = "per sample" if report.batch_size is None else f"batch {report.batch_size}"
+    outputs = ", ".join(f"{name} {shape_text(s)}" for name, s in zip(report.outputs, report.output_shapes))
+    lines = [
+        ("Output", outputs),
+        ("Total params", f"{t.params:,}"),
+        ("Trainable params", f"{t.trainable_params:,}"),
+        (f"MACs ({per})", human_count(t.macs)),
+        ("Params size", human_bytes(t.param_bytes)),
+        (f"Forward activations ({per})", human_bytes(t.activation_bytes)),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        console.print(f"{key:<{width}}  {value}", highlight=False)
