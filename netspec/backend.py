@@ -67,8 +67,8 @@ def get_xp(device: str) -> ModuleType:
 
 def array_module(x: Any) -> ModuleType:
     """NumPy or CuPy, whichever `x` belongs to."""
-    if _cupy is not None and isinstance(x, _cupy.ndarray):
-        return _cupy
+    if type(x).__module__.startswith("cupy"):  # without importing CuPy for NumPy arrays
+        return _load_cupy()
     return np
 
 

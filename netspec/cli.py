@@ -26,7 +26,9 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)]
+SpecArg = Annotated[
+    Path, typer.Argument(metavar="SPEC", help="The spec file (YAML).", show_default=False)
+]
 
 
 def _source_text(path: Path) -> str | None:
@@ -131,6 +133,100 @@ def schema(
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     err.print(f"wrote {output}", highlight=False)
+
+
+DeviceOpt = Annotated[
+    str, typer.Option("--device", "-d", help="cpu, or cuda (needs CuPy and a GPU).")
+]
+
+
+def fail_with_hint(exc: NetspecError) -> typer.Exit:
+    """One error line (plus the hint line a DataError/CheckpointError/TrainingError has)."""
+    from rich.markup import escape
+
+    exit_ = fail(escape(getattr(exc, "message", None) or str(exc)))
+    hint = getattr(exc, "hint", None)
+    if hint:
+        err.print(f"  hint: {escape(hint)}", style="cyan", highlight=False, soft_wrap=True)
+    return exit_
+
+
+@app.command()
+def train(
+    spec_path: SpecArg,
+    device: DeviceOpt = "cpu",
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", "-e", min=1, help="Epochs in all (spec's).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", min=1, help="Samples per step.")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", min=0.0, help="Learning rate of the optimizer.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (spec's).")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder [runs/<spec name>].")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue from this checkpoint.")
+    ] = None,
+) -> None:
+    """Train a spec's network on its data: progress, checkpoints, metrics.jsonl, a plot."""
+    from netspec.progress import progress_for, render_files, render_history, render_sparklines
+    from netspec.train import Trainer
+
+    spec = load_spec(spec_path)
+    folder = out_dir if out_dir is not None else Path("runs") / spec.name
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    progress = progress_for(err)
+    trainer = Trainer(spec, device=device, out=folder, callbacks=[progress], **options)
+    try:
+        with progress:
+            result = trainer.fit(resume=resume)
+    except NetspecError as exc:
+        raise fail_with_hint(exc) from None
+    if result.interrupted:
+        where = f"the end of epoch {result.epochs}"
+        if result.batch:
+            where = f"epoch {result.epochs + 1}, batch {result.batch}"
+        saved = f"saved {result.last_checkpoint}" if result.last_checkpoint else "nothing saved"
+        resume_hint = (
+            f"; resume with --resume {result.last_checkpoint}" if result.last_checkpoint else ""
+        )
+        err.print(f"interrupted at {where}: {saved}{resume_hint}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    render_history(result, out)
+    if result.plot_path is None:
+        render_sparklines(result.history, out)
+    render_files(result, out)
+
+
+@app.command("eval")
+def eval_command(
+    spec_path: SpecArg,
+    weights: Annotated[
+        Path, typer.Option("--weights", "-w", help="Checkpoint (.npz) to evaluate.")
+    ],
+    device: DeviceOpt = "cpu",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", min=1, help="Samples per batch.")
+    ] = None,
+) -> None:
+    """Loss, accuracy and confusion matrix of a checkpoint on the validation data."""
+    from rich.markup import escape
+
+    from netspec.progress import render_evaluation
+    from netspec.train import evaluate
+
+    spec = load_spec(spec_path)
+    try:
+        result = evaluate(spec, weights, device=device, batch_size=batch_size)
+    except NetspecError as exc:
+        raise fail_with_hint(exc) from None
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    render_evaluation(result, spec.name, weights, out)
 
 
 def main() -> None:

@@ -129,7 +129,7 @@ class Network:
                 values[f"{node.name}.{key}"] = side
             ctx.outputs = {}
             self._contexts[node.name] = ctx
-            for ref in node.inputs:  # drop what no later layer reads
+            for ref in set(node.inputs):  # drop what no later layer reads
                 if self._last_use[ref] == k and ref not in outputs and ref != INPUT:
                     del values[ref]
         result = tuple(values[ref] for ref in self.graph.outputs)

@@ -177,7 +177,9 @@ def _allowed_keys(data: Any, real: Path, model: Any, kinds: dict[str, Any]) -> l
     owner = _lookup(data, real[:-1])
     cls = None
     if isinstance(owner, dict):
-        cls = kinds.get(owner.get("type")) or _find_model(model, real[:-1])
+        type_name = owner.get("type")
+        cls = kinds.get(type_name) if isinstance(type_name, str) else None
+        cls = cls or _find_model(model, real[:-1])
     if cls is None:
         return []
     return [k for k in cls.model_fields if k != "type"]

@@ -1,19 +1,653 @@
-"""Placeholder: being written."""
-from typing import Literal
-from netspec.layers.base import Layer
+"""MaxPool2d, AvgPool2d, AdaptiveMaxPool2d, AdaptiveAvgPool2d. Mirrors torch/nn/modules/pooling.py.
+
+PyTorch's pooling constructors accept any values; every check runs at forward time, so here
+they all live in `output_shape` (as ShapeError, in PyTorch's order and words).
+
+Max and average over a window are separable: reduce the width taps first, then the height
+taps. That is fewer passes than one per (i, j) offset, and for max it keeps PyTorch's
+row-major tie-breaking (first maximum wins; with NaNs, the last NaN wins).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BeforeValidator
+
+from netspec.backend import array_module
+from netspec.kernels import fold, pad2d
+from netspec.layers.base import Bool, Int, IntPair, Layer, Shape, ShapeError, format_shape, pair
+
+# `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`.
+AdaptiveSize = (
+    Int
+    | Annotated[
+        tuple[Int | None, Int | None],
+        BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v),
+    ]
+    | None
+)
 
 
-class AdaptiveAvgPool2d(Layer):
-    type: Literal["AdaptiveAvgPool2d"] = "AdaptiveAvgPool2d"
+Pair = tuple[int, int]
 
 
-class AdaptiveMaxPool2d(Layer):
-    type: Literal["AdaptiveMaxPool2d"] = "AdaptiveMaxPool2d"
+@dataclass(frozen=True)
+class _Axis:
+    """The windows along one spatial axis: `out` windows of `kernel` taps over `size` inputs."""
+
+    size: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad: int
+    out: int
+
+    @property
+    def extent(self) -> int:
+        """Padded length the windows reach: (out−1)·s + d·(k−1) + 1."""
+        return (self.out - 1) * self.stride + self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def pads(self) -> tuple[int, int]:
+        """Padding before and after; the ceil_mode windows may reach past the declared pad."""
+        return self.pad, max(0, self.extent - self.pad - self.size)
+
+    @property
+    def tiles(self) -> bool:
+        """Windows tile the axis exactly (k == s, no dilation): backward is a reshape."""
+        return self.kernel == self.stride and self.dilation == 1
+
+    def taps(self, a: Any, axis: int) -> list[Any]:
+        """Strided views of `a` along `axis` (-2 or -1), one per kernel tap: (…, out, …)."""
+        span = self.stride * (self.out - 1) + 1
+        views = []
+        for t in range(self.kernel):
+            start = t * self.dilation
+            index = [slice(None)] * a.ndim
+            index[axis] = slice(start, start + span, self.stride)
+            views.append(a[tuple(index)])
+        return views
+
+    def first_inside(self) -> np.ndarray:
+        """Per window, the first tap that lands on the input rather than the padding."""
+        starts = np.arange(self.out) * self.stride - self.pad
+        return np.maximum(0, -(starts // self.dilation))  # ceil(−start / d)
+
+    def fold(self, g: Any, axis: int, length: int) -> Any:
+        """Adjoint of `taps` summed: add g (…, out, …) back at every tap, on `length` positions."""
+        xp = array_module(g)
+        shape = list(g.shape)
+        shape[axis] = length
+        result = xp.zeros(shape, dtype=g.dtype)
+        for view in self.taps(result, axis):
+            view += g
+        return result
+
+
+def _trunc_div(a: int, b: int) -> int:
+    """C++ integer division (rounds toward zero), as in PyTorch's size checks."""
+    quotient = abs(a) // abs(b)
+    return quotient if (a >= 0) == (b >= 0) else -quotient
+
+
+def _pooled_size(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil: bool) -> int:
+    """PyTorch's pooling_output_shape, including ceil_mode's last-window rule."""
+    extra = stride - 1 if ceil else 0
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + extra) // stride + 1
+    if ceil and (out - 1) * stride >= size + pad:  # the last window must start inside
+        out -= 1
+    return out
+
+
+def _torch_sizes(x: Shape) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in x) + "]"
+
+
+def _require_nchw(layer: str, x: Shape) -> None:
+    if len(x) != 4:
+        hint = None
+        if len(x) == 3:
+            hint = "netspec inputs always carry the batch dimension: declare the input as (C, H, W)"
+        raise ShapeError(
+            f"{layer} expects an (N, C, H, W) input, received {format_shape(x)}",
+            hint=hint,
+            code="rank",
+        )
+
+
+def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[_Axis, _Axis]:
+    """The height and width windows for input x, after PyTorch's checks in PyTorch's order."""
+    _require_nchw(layer.type_name, x)
+    kernel = pair(layer.kernel_size)  # type: ignore[attr-defined]
+    stride_field = "kernel_size" if layer.stride is None else "stride"  # type: ignore[attr-defined]
+    stride = kernel if layer.stride is None else pair(layer.stride)  # type: ignore[attr-defined]
+    pad, dil = pair(layer.padding), pair(dilation)  # type: ignore[attr-defined]
+    _, channels, height, width = x
+    outs = [
+        _pooled_size(n, k, p, s, d, layer.ceil_mode) if s > 0 and d > 0 else 0  # type: ignore[attr-defined]
+        for n, k, s, d, p in zip((height, width), kernel, stride, dil, pad, strict=True)
+    ]
+    # so that inference goes on past an argument error where the sizes still make sense
+    recovered = (x[0], channels, *outs) if min(*outs, *kernel) > 0 and 0 not in x[1:] else None
+    try:
+        _check_window_args(x, kernel, stride, pad, dil, stride_field)
+    except ShapeError as error:
+        error.recovered = recovered
+        raise
+    if min(outs) < 1:
+        raise ShapeError(
+            f"Given input size: ({channels}x{height}x{width}). Calculated output size: "
+            f"({channels}x{outs[0]}x{outs[1]}). Output size is too small",
+            field="kernel_size",
+            hint="the kernel is larger than the padded input: use a smaller kernel_size",
+            code="size",
+        )
+    axis_h, axis_w = (
+        _Axis(n, k, s, d, p, o)
+        for n, k, s, d, p, o in zip((height, width), kernel, stride, dil, pad, outs, strict=True)
+    )
+    return axis_h, axis_w
+
+
+def _check_window_args(
+    x: Shape, kernel: Pair, stride: Pair, pad: Pair, dilation: Pair, stride_field: str
+) -> None:
+    """PyTorch's checks before the output size, in its order (pooling_output_shape per axis,
+    then pool2d_shape_check)."""
+
+    def fail(message: str, field: str | None, hint: str | None = None, code="value") -> None:
+        raise ShapeError(message, field=field, hint=hint, code=code)
+
+    for k, p, s, d in zip(kernel, pad, stride, dilation, strict=True):
+        if s == 0:
+            fail("stride should not be zero", stride_field)
+        if p < 0:
+            fail(f"pad must be non-negative, but got pad: {p}", "padding")
+        if p > _trunc_div((k - 1) * d + 1, 2):
+            fail(
+                f"pad should be at most half of effective kernel size, but got pad={p}, "
+                f"kernel_size={k} and dilation={d}",
+                "padding",
+                hint=f"use padding <= {max(0, k // 2)}",
+            )
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, pad
+    if min(kh, kw) <= 0:
+        fail(f"kernel size should be greater than zero, but got kH: {kh} kW: {kw}", "kernel_size")
+    if min(sh, sw) <= 0:
+        fail(f"stride should be greater than zero, but got dH: {sh} dW: {sw}", stride_field)
+    if min(dh, dw) <= 0:
+        fail(
+            f"dilation should be greater than zero, but got dilationH: {dh} dilationW: {dw}",
+            "dilation",
+        )
+    if 0 in x[1:]:
+        message = "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input"
+        fail(f"{message}, but got:{_torch_sizes(x)}", None, code="empty")
+    if ph > kh // 2 or pw > kw // 2:
+        fail(
+            "pad should be smaller than or equal to half of kernel size, but got "
+            f"padW = {pw}, padH = {ph}, kW = {kw}, kH = {kh}",
+            "padding",
+            hint=f"use padding <= {kh // 2}" if kh == kw else None,
+        )
+
+
+# -- max: values and the tap PyTorch picks ------------------------------------------------------
+def _index_dtype(taps: int) -> Any:
+    return np.uint8 if taps < 256 else np.int32
+
+
+def _max_first(taps: list[Any]) -> tuple[Any, Any]:
+    """Max over same-shaped taps and the first tap that holds it (exact unless NaN or all −inf).
+
+    The index counts the taps before the first match with boolean ands: no masked writes.
+    """
+    xp = array_module(taps[0])
+    best = taps[0].copy() if len(taps) == 1 else xp.maximum(taps[0], taps[1])
+    for view in taps[2:]:
+        xp.maximum(best, view, out=best)
+    index = xp.zeros(best.shape, dtype=_index_dtype(len(taps)))
+    if len(taps) > 1:
+        missed = taps[0] != best  # no tap so far holds the max
+        index += missed
+        for view in taps[1:-1]:
+            missed &= view != best
+            index += missed
+    return best, index
+
+
+def _max_exact(taps: list[Any], first: Any) -> tuple[Any, Any]:
+    """PyTorch's loop: start at −inf on tap `first` (the first one inside the input), then take
+    a tap when it is greater or NaN. So a NaN window reports its last NaN, and an all −inf
+    window its first input position, never the padding."""
+    xp = array_module(taps[0])
+    best = xp.full(taps[0].shape, -math.inf, dtype=taps[0].dtype)
+    dtype = _index_dtype(len(taps))
+    index = xp.broadcast_to(xp.asarray(first, dtype=dtype), best.shape).copy()
+    for t, view in enumerate(taps):
+        take = (view > best) | xp.isnan(view)
+        best = xp.where(take, view, best)
+        index = xp.where(take, dtype(t), index)
+    return best, index
+
+
+def _separable_max(x: Any, taps_w: Any, taps_h: Any, first_w: Any = 0, first_h: Any = 0):
+    """Max over 2-D windows: width taps first, then height taps, so the pick stays row-major.
+
+    Returns the values (N, C, oh, ow), the height tap and the width tap of each pick.
+    """
+    row_max, col = _max_first(taps_w(x))  # (N, C, H', ow)
+    y, row = _max_first(taps_h(row_max))  # (N, C, oh, ow)
+    if not bool((y > -math.inf).all()):  # rare: a NaN or an all −inf window
+        row_max, col = _max_exact(taps_w(x), first_w)
+        y, row = _max_exact(taps_h(row_max), first_h)
+    col_taps = taps_h(col)  # the width pick of each row in the window
+    if len(col_taps) == 1:
+        return y, row, col_taps[0].copy()
+    picked = (row == 0) * col_taps[0]
+    for i, view in enumerate(col_taps[1:], start=1):
+        picked += (row == i) * view
+    return y, row, picked
+
+
+def _max_windows(x: Any, ah: _Axis, aw: _Axis) -> tuple[Any, Any]:
+    """MaxPool2d forward: values and the window tap (i·kw + j) of each maximum."""
+    xp = array_module(x)
+    padded = pad2d(x, (*ah.pads, *aw.pads), value=-math.inf)[..., : ah.extent, : aw.extent]
+    y, row, col = _separable_max(
+        padded,
+        lambda a: aw.taps(a, -1),
+        lambda a: ah.taps(a, -2),
+        xp.asarray(aw.first_inside()),
+        xp.asarray(ah.first_inside()[:, None]),
+    )
+    return y, row * aw.kernel + col  # (N, C, oh, ow) both
+
+
+def _max_windows_backward(g: Any, tap: Any, ah: _Axis, aw: _Axis) -> Any:
+    """Route each output gradient to its window's maximum; overlapping windows add up."""
+    xp = array_module(g)
+    n, c, oh, ow = g.shape
+    kh, kw = ah.kernel, aw.kernel
+    if ah.tiles and aw.tiles:  # every input in exactly one window: write, don't add
+        windows = _scatter_tiles(g, tap, kh, kw)
+    else:
+        windows = fold(
+            lambda i, j: g * (tap == i * kw + j),
+            (n, c, ah.extent, aw.extent),
+            (kh, kw),
+            (ah.stride, aw.stride),
+            (ah.dilation, aw.dilation),
+            (oh, ow),
+            xp,
+            g.dtype,
+        )
+    return _unpad(windows, ah, aw)
+
+
+def _scatter_tiles(g: Any, tap: Any, kh: int, kw: int) -> Any:
+    """(N, C, oh·kh, ow·kw) holding g at each window's tap, zero elsewhere."""
+    xp = array_module(g)
+    n, c, oh, ow = g.shape
+    if kh * kw <= 4:  # a few masked products beat an index computation
+        blocks = xp.empty((n, c, oh, kh, ow, kw), dtype=g.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                xp.multiply(g, tap == i * kw + j, out=blocks[:, :, :, i, :, j])
+    else:  # one plain indexed write: each target is distinct
+        blocks = xp.zeros((n, c, oh, kh, ow, kw), dtype=g.dtype)
+        row = xp.arange(n * c * oh).reshape(n, c, oh, 1) * kh + tap // kw  # (N, C, oh, ow)
+        target = row * (ow * kw) + xp.arange(ow) * kw + tap % kw
+        blocks.reshape(-1)[target.ravel()] = g.ravel()
+    return blocks.reshape(n, c, oh * kh, ow * kw)
+
+
+def _flat_indices(tap: Any, ah: _Axis, aw: _Axis) -> Any:
+    """PyTorch's indices: h·W + w in the unpadded plane, int64."""
+    xp = array_module(tap)
+    width = aw.size
+    offsets = (
+        np.arange(ah.kernel)[:, None] * ah.dilation * width + np.arange(aw.kernel) * aw.dilation
+    )
+    rows = np.arange(ah.out) * ah.stride - ah.pad
+    cols = np.arange(aw.out) * aw.stride - aw.pad
+    starts = rows[:, None] * width + cols  # (oh, ow): each window's top-left corner
+    return xp.take(xp.asarray(offsets.ravel()), tap) + xp.asarray(starts)
+
+
+def _unpad(windows: Any, ah: _Axis, aw: _Axis) -> Any:
+    """The (…, H, W) input gradient from one over the padded extent the windows reach."""
+    height = min(ah.size, ah.extent - ah.pad)
+    width = min(aw.size, aw.extent - aw.pad)
+    inner = windows[..., ah.pad : ah.pad + height, aw.pad : aw.pad + width]
+    if (height, width) == (ah.size, aw.size):
+        return inner
+    # floor mode left the last rows or columns out of every window: their gradient is zero
+    result = array_module(windows).zeros((*windows.shape[:-2], ah.size, aw.size), windows.dtype)
+    result[..., :height, :width] = inner
+    return result
+
+
+def _sum_taps(taps: list[Any]) -> Any:
+    if len(taps) == 1:
+        return taps[0].copy()
+    total = taps[0] + taps[1]
+    for view in taps[2:]:
+        total += view
+    return total
+
+
+def _window_sums(x: Any, ah: _Axis, aw: _Axis) -> Any:
+    """Sums over zero-padded windows, width taps then height taps: (N, C, oh, ow)."""
+    padded = pad2d(x, (*ah.pads, *aw.pads))[..., : ah.extent, : aw.extent]
+    row_sums = _sum_taps(aw.taps(padded, -1))  # (N, C, H', ow)
+    return _sum_taps(ah.taps(row_sums, -2))
+
+
+def _spread(share: Any, ah: _Axis, aw: _Axis) -> Any:
+    """Adjoint of _window_sums: every input gets the share of each window it is in."""
+    n, c, oh, ow = share.shape
+    if ah.tiles and aw.tiles:
+        blocks = array_module(share).broadcast_to(
+            share[:, :, :, None, :, None], (n, c, oh, ah.kernel, ow, aw.kernel)
+        )
+        windows = blocks.reshape(n, c, oh * ah.kernel, ow * aw.kernel)
+    else:
+        windows = aw.fold(ah.fold(share, -2, ah.extent), -1, aw.extent)
+    return _unpad(windows, ah, aw)
+
+
+def _pooled_lengths(axis: _Axis, count_include_pad: bool) -> np.ndarray:
+    """AvgPool2d's divisor along one axis (the part past size + pad never counts)."""
+    start = np.arange(axis.out) * axis.stride - axis.pad
+    end = np.minimum(start + axis.kernel, axis.size + axis.pad)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, axis.size) - np.maximum(start, 0)
+
+
+# -- the layers -------------------------------------------------------------------------------
+class MaxPool2d(Layer):
+    """Max over sliding windows, padded with −inf. Mirrors torch.nn.MaxPool2d.
+
+    Differences: the input must be (N, C, H, W) (netspec inputs always carry a batch), and the
+    tuple arguments take exactly two entries. With return_indices, the values go on and the
+    indices are a second output, NAME.indices.
+    """
+
+    type: Literal["MaxPool2d"] = "MaxPool2d"
+    kernel_size: IntPair
+    """Size of the window to take a max over."""
+    stride: IntPair | None = None
+    """Stride of the window; defaults to kernel_size."""
+    padding: IntPair = 0
+    """Implicit −inf padding on both sides; at most half the kernel size."""
+    dilation: IntPair = 1
+    """Spacing between the elements of a window."""
+    return_indices: Bool = False
+    """Also output the flat index h·W + w of each maximum (as NAME.indices)."""
+    ceil_mode: Bool = False
+    """Round the output size up: a last, partial window when it starts inside the input."""
+
+    def output_shape(self, x: Shape) -> Shape:
+        ah, aw = _window_axes(self, x, self.dilation)
+        return (x[0], x[1], ah.out, aw.out)
+
+    def side_output_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"indices": self.output_shape(x)} if self.return_indices else {}
+
+    def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
+        ah, aw = _window_axes(self, x.shape, self.dilation)
+        y, tap = _max_windows(x, ah, aw)  # (N, C, oh, ow) both
+        ctx.save(tap, ah, aw)
+        if self.return_indices:
+            ctx.emit("indices", _flat_indices(tap, ah, aw))
+        return y
+
+    def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
+        return _max_windows_backward(g, *ctx.saved)
 
 
 class AvgPool2d(Layer):
+    """Mean over sliding windows. Mirrors torch.nn.AvgPool2d.
+
+    Differences: the input must be (N, C, H, W), and the tuple arguments take two entries.
+    """
+
     type: Literal["AvgPool2d"] = "AvgPool2d"
+    kernel_size: IntPair
+    """Size of the window to average over."""
+    stride: IntPair | None = None
+    """Stride of the window; defaults to kernel_size."""
+    padding: IntPair = 0
+    """Implicit zero padding on both sides; at most half the kernel size."""
+    ceil_mode: Bool = False
+    """Round the output size up: a last, partial window when it starts inside the input."""
+    count_include_pad: Bool = True
+    """Count the zero padding in the divisor."""
+    divisor_override: Int | None = None
+    """If set, divide every window sum by this instead of the window size."""
+
+    def _axes(self, x: Shape) -> tuple[_Axis, _Axis]:
+        if self.divisor_override == 0:  # PyTorch checks this first
+            raise ShapeError("divisor must be not zero", field="divisor_override", code="value")
+        return _window_axes(self, x)
+
+    def output_shape(self, x: Shape) -> Shape:
+        ah, aw = self._axes(x)
+        return (x[0], x[1], ah.out, aw.out)
+
+    def _divisor(self, ah: _Axis, aw: _Axis) -> np.ndarray:
+        if self.divisor_override is not None:
+            return np.full((ah.out, aw.out), self.divisor_override)
+        include = self.count_include_pad
+        return np.outer(_pooled_lengths(ah, include), _pooled_lengths(aw, include))
+
+    def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
+        ah, aw = self._axes(x.shape)
+        divisor = ctx.xp.asarray(self._divisor(ah, aw), dtype=x.dtype)
+        ctx.save(divisor, ah, aw)
+        sums = _window_sums(x, ah, aw)  # (N, C, oh, ow)
+        sums /= divisor
+        return sums
+
+    def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
+        divisor, ah, aw = ctx.saved
+        return _spread(g / divisor, ah, aw)
 
 
-class MaxPool2d(Layer):
-    type: Literal["MaxPool2d"] = "MaxPool2d"
+# -- adaptive pooling ---------------------------------------------------------------------------
+def _bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive bins: [floor(i·size/out), ceil((i+1)·size/out)); they may overlap."""
+    i = np.arange(out)
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+def _adaptive_size(layer: Layer, x: Shape) -> tuple[int, int]:
+    """output_size with None entries replaced by the input's size (after the rank check)."""
+    _require_nchw(layer.type_name, x)
+    size = layer.output_size  # type: ignore[attr-defined]
+    if size is None:
+        raise ShapeError(
+            "output_size cannot be None (PyTorch fails with: object of type 'NoneType' has no "
+            "len())",
+            field="output_size",
+            hint="write [null, null] to keep the input's height and width",
+            code="value",
+        )
+    if isinstance(size, int):
+        return size, size
+    return tuple(x[2 + i] if d is None else d for i, d in enumerate(size))  # type: ignore[return-value]
+
+
+def _adaptive_plan(x: Shape, out: tuple[int, int]) -> tuple[_Axis, _Axis] | None:
+    """When the bins are equal, disjoint windows (size divisible by out): MaxPool2d's path."""
+    (height, width), (oh, ow) = x[2:], out
+    if oh < 1 or ow < 1 or height % oh or width % ow:  # type: ignore[operator]
+        return None
+    kh, kw = height // oh, width // ow  # type: ignore[operator]
+    return _Axis(height, kh, kh, 1, 0, oh), _Axis(width, kw, kw, 1, 0, ow)  # type: ignore[arg-type]
+
+
+class AdaptiveMaxPool2d(Layer):
+    """Max over `output_size` bins that cover the input. Mirrors torch.nn.AdaptiveMaxPool2d.
+
+    Differences: the input must be (N, C, H, W). With return_indices, the values go on and the
+    indices are a second output, NAME.indices.
+    """
+
+    type: Literal["AdaptiveMaxPool2d"] = "AdaptiveMaxPool2d"
+    output_size: AdaptiveSize
+    """Output (H, W), or one int for both; a None entry keeps that input size."""
+    return_indices: Bool = False
+    """Also output the flat index h·W + w of each maximum (as NAME.indices)."""
+
+    def output_shape(self, x: Shape) -> Shape:
+        out = _adaptive_size(self, x)
+        for dim in (1, 2, 3):
+            if x[dim] == 0:
+                raise ShapeError(
+                    "adaptive_max_pool2d(): Expected input to have non-zero size for non-batch "
+                    f"dimensions, but input has sizes {_torch_sizes(x)} with dimension {dim} "
+                    "being empty",
+                    code="empty",
+                )
+        shape = (x[0], x[1], *out)
+        for d in out:
+            if d < 0:
+                raise ShapeError(
+                    f"Trying to create tensor with negative dimension {d}: {_torch_sizes(shape)}",
+                    field="output_size",
+                    code="value",
+                )
+        return shape
+
+    def side_output_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"indices": self.output_shape(x)} if self.return_indices else {}
+
+    def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
+        n, c, oh, ow = self.output_shape(x.shape)
+        plan = _adaptive_plan(x.shape, (oh, ow))
+        if plan is not None:
+            y, tap = _max_windows(x, *plan)
+            ctx.save("windows", tap, *plan)
+            indices = _flat_indices(tap, *plan) if self.return_indices else None
+        else:
+            y, indices = _max_bins(x, oh, ow)
+            ctx.save("bins", indices, x.shape)
+        if self.return_indices:
+            ctx.emit("indices", indices)
+        return y
+
+    def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
+        path, *saved = ctx.saved
+        if path == "windows":
+            return _max_windows_backward(g, *saved)
+        indices, shape = saved
+        n, c, height, width = shape
+        xp = ctx.xp
+        planes = xp.arange(n * c).reshape(n, c, 1, 1) * (height * width)
+        # bins may overlap: one input can be the max of several bins, so gradients add up
+        dx = xp.bincount(
+            (indices + planes).ravel(), weights=g.ravel(), minlength=n * c * height * width
+        )
+        return dx.reshape(shape).astype(g.dtype, copy=False)
+
+
+def _max_bins(x: Any, oh: int, ow: int) -> tuple[Any, Any]:
+    """Adaptive max over unequal bins: gather each bin's taps (a short bin repeats its last
+    element, which never changes the pick) and reduce width first. Returns values, indices."""
+    xp = array_module(x)
+    n, c, height, width = x.shape
+    if oh == 0 or ow == 0 or x.size == 0:
+        empty = (n, c, oh, ow)
+        return xp.zeros(empty, dtype=x.dtype), xp.zeros(empty, dtype=np.int64)
+    rows, cols = _bin_taps(height, oh), _bin_taps(width, ow)  # (oh, Lh), (ow, Lw)
+    row_lists = [xp.asarray(rows[:, t]) for t in range(rows.shape[1])]
+    col_lists = [xp.asarray(cols[:, t]) for t in range(cols.shape[1])]
+    y, row_tap, col_tap = _separable_max(
+        x,
+        lambda a: [xp.take(a, chosen, axis=-1) for chosen in col_lists],  # (N, C, H, ow) each
+        lambda a: [xp.take(a, chosen, axis=-2) for chosen in row_lists],  # (N, C, oh, ow) each
+    )
+    row = xp.take(xp.asarray(rows), xp.arange(oh)[:, None] * rows.shape[1] + row_tap)
+    col = xp.take(xp.asarray(cols), xp.arange(ow) * cols.shape[1] + col_tap)
+    return y, row * width + col
+
+
+def _bin_taps(size: int, out: int) -> np.ndarray:
+    """(out, longest bin) input positions of each bin, short bins padded with their last."""
+    start, end = _bins(size, out)
+    taps = start[:, None] + np.arange((end - start).max())
+    return np.minimum(taps, end[:, None] - 1)
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Mean over `output_size` bins that cover the input. Mirrors torch.nn.AdaptiveAvgPool2d.
+
+    Differences: the input must be (N, C, H, W).
+    """
+
+    type: Literal["AdaptiveAvgPool2d"] = "AdaptiveAvgPool2d"
+    output_size: AdaptiveSize
+    """Output (H, W), or one int for both; a None entry keeps that input size."""
+
+    def output_shape(self, x: Shape) -> Shape:
+        out = _adaptive_size(self, x)
+        if out[0] < 0 or out[1] < 0:
+            raise ShapeError(
+                "adaptive_avg_pool2d: elements of output_size must be greater than or equal to 0 "
+                f"but received {{{out[0]}, {out[1]}}}",
+                field="output_size",
+                code="value",
+            )
+        for dim in (2, 3):
+            if x[dim] == 0:
+                raise ShapeError(
+                    "adaptive_avg_pool2d(): Expected input to have non-zero size for non-batch "
+                    f"dimensions, but input has sizes {_torch_sizes(x)} with dimension {dim} "
+                    "being empty",
+                    code="empty",
+                )
+        return (x[0], x[1], *out)
+
+    def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
+        xp = ctx.xp
+        n, c, oh, ow = self.output_shape(x.shape)
+        plan = _adaptive_plan(x.shape, (oh, ow))
+        if plan is not None:  # equal bins: AvgPool2d with kernel = stride = size // out
+            ah, aw = plan
+            share = xp.asarray(1 / (ah.kernel * aw.kernel), dtype=x.dtype)
+            ctx.save("windows", share, ah, aw)
+            return _window_sums(x, ah, aw) * share
+        height, width = x.shape[2:]
+        # averaging matrices, y = A_h @ x @ A_wᵀ, as two large GEMMs
+        mean_h = xp.asarray(_bin_matrix(height, oh), dtype=x.dtype)  # (oh, H)
+        mean_w = xp.asarray(_bin_matrix(width, ow), dtype=x.dtype)  # (ow, W)
+        ctx.save("matrices", mean_h, mean_w)
+        cols = (x.reshape(n * c * height, width) @ mean_w.T).reshape(n * c, height, ow)
+        y = cols.transpose(0, 2, 1).reshape(n * c * ow, height) @ mean_h.T  # (N*C*ow, oh)
+        return y.reshape(n, c, ow, oh).transpose(0, 1, 3, 2)
+
+    def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
+        path, *saved = ctx.saved
+        if path == "windows":
+            share, ah, aw = saved
+            return _spread(g * share, ah, aw)
+        mean_h, mean_w = saved
+        (n, c, oh, ow), height, width = g.shape, mean_h.shape[1], mean_w.shape[1]
+        rows = (g.reshape(n * c * oh, ow) @ mean_w).reshape(n * c, oh, width)
+        dx = rows.transpose(0, 2, 1).reshape(n * c * width, oh) @ mean_h  # (N*C*W, H)
+        return dx.reshape(n, c, width, height).transpose(0, 1, 3, 2)
+
+
+def _bin_matrix(size: int, out: int) -> np.ndarray:
+    """(out, size): row i averages bin i."""
+    start, end = _bins(size, out)
+    position = np.arange(size)
+    inside = (position >= start[:, None]) & (position < end[:, None])
+    return inside / np.maximum(end - start, 1)[:, None]

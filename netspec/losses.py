@@ -1,0 +1,452 @@
+"""L1Loss, MSELoss and CrossEntropyLoss. Mirrors torch/nn/modules/loss.py.
+
+A loss follows the layer pattern: a frozen schema that copies the torch constructor, a shape
+check run before any array exists (`check`), and forward/backward over NumPy or CuPy.
+`compile_loss` binds one to a device and dtype for training.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Annotated, Any, Literal, Union, get_args
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from netspec.backend import get_xp, resolve_dtype, to_numpy
+from netspec.diagnostics import InputError, NetspecError
+from netspec.layers.base import (
+    ArgError,
+    Bool,
+    Context,
+    Float,
+    Int,
+    Shape,
+    ShapeError,
+    format_shape,
+)
+
+# "elementwise_mean" is PyTorch's deprecated alias of "mean", still accepted with a warning.
+Reduction = Literal["none", "mean", "sum", "elementwise_mean"]
+# A YAML list of class weights; kept as a tuple so that the frozen schema stays hashable.
+FloatList = Annotated[
+    tuple[Float, ...], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
+]
+
+
+def _quiet() -> np.errstate:
+    # A mean over zero elements (all targets ignored, an empty batch) is 0/0 = NaN, as in
+    # PyTorch: NumPy need not warn about it.
+    return np.errstate(divide="ignore", invalid="ignore")
+
+
+class Loss(BaseModel, ABC):
+    """Base of every loss schema: PyTorch's reduction and its two legacy flags."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    size_average: Bool | None = None
+    """Deprecated (use reduction): false sums the losses instead of averaging them."""
+    reduce: Bool | None = None
+    """Deprecated (use reduction): false returns one loss per element."""
+    reduction: Reduction = "mean"
+    """'none': one loss per element; 'mean': their (weighted) mean; 'sum': their sum
+    ('elementwise_mean': deprecated alias of 'mean')."""
+
+    @field_validator("reduction", mode="before")
+    @classmethod
+    def _known_reduction(cls, value: Any) -> Any:
+        # PyTorch raises this at the first forward; we say it while reading the spec.
+        if not isinstance(value, str) or value not in get_args(Reduction):
+            raise ArgError("reduction", f"{value} is not a valid value for reduction")
+        return value
+
+    @property
+    def type_name(self) -> str:
+        return self.type  # type: ignore[attr-defined]
+
+    @property
+    def effective_reduction(self) -> str:
+        """The reduction in force, decided PyTorch's way: a legacy flag overrides `reduction`."""
+        if self.size_average is None and self.reduce is None:
+            return "mean" if self.reduction == "elementwise_mean" else self.reduction
+        if self.reduce is False:
+            return "none"
+        return "sum" if self.size_average is False else "mean"
+
+    def legacy_warning(self) -> str | None:
+        """PyTorch's deprecation text when a legacy flag or reduction is given, else None."""
+        if self.size_average is None and self.reduce is None:
+            if self.reduction == "elementwise_mean":
+                return (
+                    "reduction='elementwise_mean' is deprecated. "
+                    "Please use reduction='mean' instead."
+                )
+            return None
+        return (
+            "size_average and reduce args will be deprecated, please use "
+            f"reduction='{self.effective_reduction}' instead."
+        )
+
+    def torch_arguments(self) -> dict[str, Any]:
+        """The constructor arguments, as PyTorch names them."""
+        return {k: v for k, v in self.model_dump().items() if k != "type"}
+
+    def check(self, output_shape: Shape) -> None:
+        """Raise ShapeError when a network output of this shape cannot feed the loss."""
+
+    @abstractmethod
+    def forward(self, x: Any, target: Any, ctx: Context) -> Any:
+        """The loss value; saves in `ctx` what backward needs."""
+
+    @abstractmethod
+    def backward(self, grad: Any, ctx: Context) -> Any:
+        """The gradient of the input, given `grad`, that of the loss value."""
+
+    # -- helpers shared by the losses ------------------------------------------------------
+    def _reduce(self, losses: Any, divisor: Any, xp: Any) -> Any:
+        """The loss value: `losses` itself, their sum, or their sum / divisor (0-d arrays)."""
+        reduction = self.effective_reduction
+        if reduction == "none":
+            return losses
+        total = losses.sum()
+        if reduction == "mean":
+            with _quiet():
+                total = total / divisor
+        return xp.asarray(total)
+
+    def _element_grad(self, grad: Any, ctx: Context, shape: tuple, divisor: Any, dtype: Any) -> Any:
+        """The upstream gradient of each element loss: `grad` ('none') or a 0-d scalar."""
+        grad = ctx.xp.asarray(grad, dtype=dtype)
+        if self.effective_reduction == "none":
+            if grad.shape != shape:
+                raise InputError(
+                    f"{self.type_name}: the gradient of a reduction='none' loss must have the "
+                    f"loss's shape {format_shape(shape)}, received {format_shape(grad.shape)}"
+                )
+            return grad
+        if grad.size != 1:
+            raise InputError(
+                f"{self.type_name}: the gradient of a reduced loss must be a scalar, "
+                f"received shape {format_shape(grad.shape)}"
+            )
+        grad = grad.reshape(())
+        if self.effective_reduction == "mean":
+            with _quiet():
+                grad = grad / divisor
+        return grad
+
+    def _same_shape_target(self, x: Any, target: Any) -> Any:
+        """The target of an elementwise loss, checked against the input and cast to its dtype."""
+        if target.dtype.kind not in "biuf":
+            raise InputError(f"{self.type_name}: target must be numeric, received {target.dtype}")
+        if target.shape != x.shape:
+            raise InputError(
+                f"{self.type_name}: target shape {format_shape(target.shape)} does not match "
+                f"input shape {format_shape(x.shape)} (PyTorch would broadcast them, with a "
+                "warning; netspec refuses)"
+            )
+        return target.astype(x.dtype, copy=False)
+
+
+class L1Loss(Loss):
+    """Mean absolute error |x - y|. Mirrors torch.nn.L1Loss, except that a target of another
+    shape is an error (PyTorch broadcasts it with a warning)."""
+
+    type: Literal["L1Loss"] = "L1Loss"
+
+    def forward(self, x: Any, target: Any, ctx: Context) -> Any:
+        diff = x - self._same_shape_target(x, target)
+        ctx.save(ctx.xp.sign(diff))  # the gradient at 0 is 0, as in PyTorch
+        return self._reduce(ctx.xp.abs(diff), diff.size, ctx.xp)
+
+    def backward(self, grad: Any, ctx: Context) -> Any:
+        (sign,) = ctx.saved
+        return sign * self._element_grad(grad, ctx, sign.shape, sign.size, sign.dtype)
+
+
+class MSELoss(Loss):
+    """Mean squared error (x - y)². Mirrors torch.nn.MSELoss, except that a target of another
+    shape is an error (PyTorch broadcasts it with a warning)."""
+
+    type: Literal["MSELoss"] = "MSELoss"
+
+    def forward(self, x: Any, target: Any, ctx: Context) -> Any:
+        diff = x - self._same_shape_target(x, target)
+        ctx.save(diff)
+        return self._reduce(diff * diff, diff.size, ctx.xp)
+
+    def backward(self, grad: Any, ctx: Context) -> Any:
+        (diff,) = ctx.saved
+        return 2 * diff * self._element_grad(grad, ctx, diff.shape, diff.size, diff.dtype)
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy over class indices or class probabilities. Mirrors
+    torch.nn.CrossEntropyLoss, except: label_smoothing outside [0, 1] (negative and NaN too)
+    is refused when the spec is read, where PyTorch raises at the first forward and lets
+    negative values through; class indices may have any integer dtype (PyTorch: int64, uint8).
+    """
+
+    type: Literal["CrossEntropyLoss"] = "CrossEntropyLoss"
+    weight: FloatList | None = None
+    """A weight for each class (a list of C numbers); None weighs every class 1."""
+    ignore_index: Int = -100
+    """Class-index targets equal to this are skipped and do not count in the mean."""
+    label_smoothing: Float = 0.0
+    """In [0, 1]: how much of the target is replaced by the uniform distribution."""
+
+    @model_validator(mode="after")
+    def _check_label_smoothing(self) -> CrossEntropyLoss:
+        if not 0.0 <= self.label_smoothing <= 1.0:
+            raise ArgError(
+                "label_smoothing",
+                f"label_smoothing must be between 0.0 and 1.0. Got: {self.label_smoothing:g}",
+                hint="0.1 is a common choice; 0.0 turns smoothing off",
+            )
+        return self
+
+    def check(self, output_shape: Shape) -> None:
+        if len(output_shape) < 1:
+            raise ShapeError(
+                "CrossEntropyLoss expects logits (N, C) or (N, C, d1, ...), received ()",
+                code="rank",
+            )
+        classes = output_shape[1] if len(output_shape) >= 2 else output_shape[0]
+        if self.weight is not None and classes is not None and len(self.weight) != classes:
+            raise ShapeError(
+                _weight_message(classes, [len(self.weight)]),
+                field="weight",
+                hint=f"give {classes} class weights, one for each of the {classes} outputs",
+                code="classes",
+            )
+
+    def forward(self, x: Any, target: Any, ctx: Context, weight: Any = None) -> Any:
+        """`weight`: the class weights already on the device (CompiledLoss moves them once)."""
+        xp = ctx.xp
+        classes = x.shape[1] if x.ndim >= 2 else (x.shape[0] if x.ndim == 1 else 0)
+        if classes == 0:
+            raise InputError(
+                "CrossEntropyLoss expects logits (C,), (N, C) or (N, C, d1, ...) with C >= 1, "
+                f"received {format_shape(x.shape)}"
+            )
+        if weight is None and self.weight is not None:
+            weight = xp.asarray(self.weight, dtype=x.dtype)
+        if weight is not None and weight.shape != (classes,):
+            raise InputError(_weight_message(classes, list(weight.shape)))
+        probabilities = self._is_probability_target(x, target)
+        log_p, p = _log_softmax(_as_ncs(x), xp)  # (N, C, S) each
+        with _quiet():
+            if probabilities:
+                target = _as_ncs(target.astype(x.dtype, copy=False))  # (N, C, S)
+                return self._forward_probabilities(x.shape, log_p, p, target, weight, ctx)
+            return self._forward_indices(x.shape, log_p, p, target, weight, ctx)
+
+    def backward(self, grad: Any, ctx: Context) -> Any:
+        with _quiet():
+            if ctx.saved[0] == "indices":
+                return self._backward_indices(grad, ctx)
+            return self._backward_probabilities(grad, ctx)
+
+    def _is_probability_target(self, x: Any, target: Any) -> bool:
+        """True for class probabilities, False for class indices; InputError for neither."""
+        loss_shape = format_shape(_loss_shape(x.shape))
+        if target.dtype.kind == "f":
+            if target.shape != x.shape:
+                raise InputError(
+                    "CrossEntropyLoss: a floating-point target holds class probabilities and "
+                    f"must have the input's shape {format_shape(x.shape)}, received "
+                    f"{format_shape(target.shape)} (class indices {loss_shape} must be integers)"
+                )
+            if self.ignore_index != -100:
+                raise InputError("ignore_index is not supported for floating point target")
+            return True
+        if target.dtype.kind in "iu":
+            # PyTorch's forward also takes a (1,) target for a (C,) input, but its backward
+            # then fails: netspec asks for the documented 0-d target.
+            if target.shape != _loss_shape(x.shape):
+                note = ""
+                if target.shape == x.shape:
+                    note = " (a target of the input's shape holds probabilities: make it float)"
+                raise InputError(
+                    f"CrossEntropyLoss: class-index target must have shape {loss_shape} for "
+                    f"input {format_shape(x.shape)}, received {format_shape(target.shape)}{note}"
+                )
+            return False
+        raise InputError(
+            "CrossEntropyLoss: target must hold integer class indices or floating-point class "
+            f"probabilities, received dtype {target.dtype}"
+        )
+
+    def _forward_indices(self, x_shape, log_p, p, target, weight, ctx: Context) -> Any:
+        xp = ctx.xp
+        n, classes, s = log_p.shape
+        t = target.reshape(n, 1, s).astype(xp.int64, copy=False)  # (N, 1, S)
+        keep = t != self.ignore_index
+        out_of_bounds = keep & ((t < 0) | (t >= classes))
+        if out_of_bounds.any():
+            raise InputError(f"Target {int(t[out_of_bounds][0])} is out of bounds.")
+        safe = xp.where(keep, t, 0)
+        w_y = keep.astype(log_p.dtype) if weight is None else weight[safe] * keep  # (N, 1, S)
+        at_target = _flat_positions(safe, log_p.shape, xp)  # (N, 1, S)
+        picked = log_p.reshape(-1)[at_target]  # log p[n, y_n]: (N, 1, S)
+        divisor = w_y.sum()  # Σ m_n·w[y_n]: the weighted mean's denominator
+        ctx.save("indices", x_shape, p, at_target, keep, w_y, weight, divisor)
+        loss_shape = _loss_shape(x_shape)
+        nll = self._reduce((-w_y * picked).reshape(loss_shape), divisor, xp)
+        eps = self.label_smoothing
+        if not eps:
+            return nll
+        spread = log_p.sum(axis=1) if weight is None else weight @ log_p  # (N, S)
+        smooth = self._reduce((-spread * keep[:, 0]).reshape(loss_shape), divisor, xp)
+        # Reduced apart, as PyTorch does: when the divisor is 0 the nll part's 0/0 = NaN wins.
+        return xp.asarray((1.0 - eps) * nll + (eps / classes) * smooth)
+
+    def _backward_indices(self, grad: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        _, x_shape, p, at_target, keep, w_y, weight, divisor = ctx.saved
+        n, classes, s = p.shape
+        g = self._element_grad(grad, ctx, _loss_shape(x_shape), divisor, p.dtype)
+        # Ignored targets get exactly 0, even where the mean divides by 0 (as in PyTorch).
+        g = xp.where(keep, g.reshape(n, 1, s) if g.ndim else g, xp.zeros((), p.dtype))
+        eps = self.label_smoothing
+        total_weight = classes if weight is None else weight.sum()
+        # ∂l_n/∂x_n = (1-ε)·w[y_n]·(p_n - e_{y_n}) + (ε/C)·(Σ_c w_c·p_n - w)
+        gx = p * (g * ((1.0 - eps) * w_y + (eps / classes) * total_weight))  # (N, C, S)
+        gx.reshape(-1)[at_target] -= g * (1.0 - eps) * w_y  # one entry per (n, s): no repeats
+        if eps:
+            gx -= (g * (eps / classes)) * (1.0 if weight is None else weight[:, None])
+        return gx.reshape(x_shape)
+
+    def _forward_probabilities(self, x_shape, log_p, p, target, weight, ctx: Context) -> Any:
+        eps = self.label_smoothing
+        if eps:
+            target = (1.0 - eps) * target + eps / log_p.shape[1]
+        weighted = target if weight is None else target * weight[:, None]  # (N, C, S)
+        losses = -(weighted * log_p).sum(axis=1)  # (N, S)
+        ctx.save("probabilities", x_shape, p, weighted)
+        # The mean divides by the element count N·d1·..., whatever the weights.
+        return self._reduce(losses.reshape(_loss_shape(x_shape)), losses.size, ctx.xp)
+
+    def _backward_probabilities(self, grad: Any, ctx: Context) -> Any:
+        _, x_shape, p, weighted = ctx.saved
+        n, _, s = p.shape
+        g = self._element_grad(grad, ctx, _loss_shape(x_shape), n * s, p.dtype)
+        g = g.reshape(n, 1, s) if g.ndim else g
+        gx = (p * weighted.sum(axis=1, keepdims=True) - weighted) * g  # (N, C, S)
+        return gx.reshape(x_shape)
+
+
+def _weight_message(classes: int, shape: list[int]) -> str:
+    return (
+        f"weight tensor should be defined either for all {classes} classes or no classes "
+        f"but got weight tensor of shape: {shape}"
+    )
+
+
+def _loss_shape(x_shape: tuple) -> tuple:
+    """Shape of the per-element loss: (N, d1, ...) for input (N, C, d1, ...); () for (C,)."""
+    return (*x_shape[:1], *x_shape[2:]) if len(x_shape) >= 2 else ()
+
+
+def _as_ncs(a: Any) -> Any:
+    """(C,) -> (1, C, 1); (N, C, d1, ...) -> (N, C, d1·...): a view, classes on axis 1.
+
+    Reducing over axis 1 of this layout beats moving the classes last (a copy) for
+    K-dimensional inputs, and costs nothing for (N, C).
+    """
+    if a.ndim == 1:
+        return a.reshape(1, a.shape[0], 1)
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
+
+
+def _log_softmax(logits: Any, xp: Any) -> tuple[Any, Any]:
+    """log_softmax and softmax over axis 1, shifted by the maximum for stability."""
+    log_p = logits - logits.max(axis=1, keepdims=True)
+    p = xp.exp(log_p)
+    total = p.sum(axis=1, keepdims=True)
+    p /= total  # in place: two fresh arrays instead of four (allocation dominates here)
+    log_p -= xp.log(total)
+    return log_p, p
+
+
+def _flat_positions(classes: Any, shape: tuple, xp: Any) -> Any:
+    """Flat indices of a[n, classes[n, 0, s], s] in a C-contiguous array of `shape` (N, C, S).
+
+    Faster than take_along_axis / put_along_axis for both gather and scatter.
+    """
+    n, c, s = shape
+    return classes * s + (xp.arange(n).reshape(n, 1, 1) * (c * s) + xp.arange(s))  # (N, 1, S)
+
+
+LOSSES: tuple[type[Loss], ...] = (L1Loss, MSELoss, CrossEntropyLoss)
+LOSS_TYPES: dict[str, type[Loss]] = {cls.model_fields["type"].default: cls for cls in LOSSES}
+AnyLoss = Annotated[Union[LOSSES], Field(discriminator="type")]  # noqa: UP007
+
+
+class CompiledLoss:
+    """A loss bound to a device and dtype: `value = loss(y, target); gy = loss.backward()`.
+
+    Targets may be NumPy arrays (or lists) whatever the device: they are moved to it here.
+    The loss runs in the compile dtype; class weights are moved to the device once.
+    """
+
+    def __init__(self, loss: Loss, xp: Any, dtype: np.dtype):
+        self.loss = loss
+        self.xp = xp
+        self.dtype = dtype
+        self._extra: dict[str, Any] = {}
+        if getattr(loss, "weight", None) is not None:
+            self._extra["weight"] = xp.asarray(np.asarray(loss.weight, dtype=dtype))
+        self._ctx: Context | None = None
+        self._value_shape: tuple = ()
+
+    @property
+    def reduction(self) -> str:
+        return self.loss.effective_reduction
+
+    def _array(self, a: Any) -> Any:
+        return to_numpy(a) if self.xp is np else self.xp.asarray(a)
+
+    def __call__(self, y: Any, target: Any) -> Any:
+        y = self._array(y).astype(self.dtype, copy=False)
+        self._ctx = Context(self.xp, training=True)
+        value = self.loss.forward(y, self._array(target), self._ctx, **self._extra)
+        self._value_shape = value.shape
+        return value
+
+    def backward(self, grad: Any = None) -> Any:
+        """The gradient of the input y; `grad` is that of the loss value (ones if None)."""
+        if self._ctx is None:
+            raise NetspecError("CompiledLoss.backward() needs a forward call first")
+        if grad is None:
+            grad = self.xp.ones(self._value_shape, dtype=self.dtype)
+        else:
+            grad = self._array(grad).astype(self.dtype, copy=False)
+        return self.loss.backward(grad, self._ctx)
+
+
+def compile_loss(loss: Loss, device: str = "cpu", dtype: str | Any = "float32") -> CompiledLoss:
+    """Bind a loss schema (spec.loss) to a device ('cpu' or 'cuda') and dtype."""
+    return CompiledLoss(loss, get_xp(device), resolve_dtype(dtype))
+
+
+__all__ = [
+    "LOSSES",
+    "LOSS_TYPES",
+    "AnyLoss",
+    "CompiledLoss",
+    "CrossEntropyLoss",
+    "L1Loss",
+    "Loss",
+    "MSELoss",
+    "compile_loss",
+]
