@@ -1,4 +1,4 @@
-"""One training step (forward, loss, backward, SGD update), netspec vs PyTorch, same machine, same run.
+"""One training step (forward, loss, backward, update), netspec vs PyTorch, in one run.
 
     python benchmarks/step.py [--device cpu|cuda] [--batch-size 64] [--threads 2] [specs...]
 
@@ -71,8 +71,9 @@ def torch_step(spec, x, y, device):
     dev = torch.device(device)
     model = TorchGraph(spec).to(dev).float().train()
     criterion = torch_loss(spec.loss).to(dev).float()
-    args = spec.train.optimizer.model_dump(exclude={"type", "foreach", "fused", "capturable",
-                                                    "differentiable"})
+    args = spec.train.optimizer.model_dump(
+        exclude={"type", "foreach", "fused", "capturable", "differentiable"}
+    )
     opt = getattr(torch.optim, spec.train.optimizer.type)(model.parameters(), **args)
     tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
 
@@ -100,8 +101,10 @@ def main() -> None:
         threadpool_limits(args.threads)
     except ImportError:
         pass
-    print(f"device={args.device} batch={args.batch_size} threads={args.threads} "
-          f"numpy={np.__version__} torch={torch.__version__}")
+    print(
+        f"device={args.device} batch={args.batch_size} threads={args.threads} "
+        f"numpy={np.__version__} torch={torch.__version__}"
+    )
     print(f"{'spec':<28}{'netspec ms':>12}{'torch ms':>12}{'ratio':>8}")
     for path in args.specs:
         spec = netspec.load(ROOT / path if not Path(path).is_absolute() else path)

@@ -28,13 +28,13 @@ _LAZY = {
     "DeviceError": "netspec.backend",
 }
 
-if TYPE_CHECKING:
-    from netspec.backend import DeviceError
-    from netspec.graph import ShapeReport, infer
-    from netspec.losses import compile_loss
-    from netspec.network import Network, compile
-    from netspec.optim import compile_optimizer
-    from netspec.spec import Spec, load, loads
+if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports lazily
+    from netspec.backend import DeviceError  # noqa: F401
+    from netspec.graph import ShapeReport, infer  # noqa: F401
+    from netspec.losses import compile_loss  # noqa: F401
+    from netspec.network import Network, compile  # noqa: F401
+    from netspec.optim import compile_optimizer  # noqa: F401
+    from netspec.spec import Spec, load, loads  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

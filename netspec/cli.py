@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -67,7 +67,7 @@ def load_spec(path: Path):
 def check(
     spec_path: SpecArg,
     batch_size: Annotated[
-        Optional[int], typer.Option("--batch-size", "-b", min=1, help="Concrete batch size.")
+        int | None, typer.Option("--batch-size", "-b", min=1, help="Concrete batch size.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,

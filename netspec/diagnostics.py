@@ -33,7 +33,9 @@ class Diagnostic:
 
     def format(self, source_text: str | None = None) -> str:
         """The one-line form, plus the hint, plus a source excerpt with a caret if given text."""
-        lines = [f"{self.file}:{self.line}:{self.col}: {self.severity}[{self.code}]: {self.message}"]
+        lines = [
+            f"{self.file}:{self.line}:{self.col}: {self.severity}[{self.code}]: {self.message}"
+        ]
         if source_text is not None:
             lines.extend(_excerpt(source_text, self.line, self.col))
         if self.hint:

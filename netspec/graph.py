@@ -62,7 +62,8 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
             name = layer.name if layer.name is not None else str(i)
         if name in names or name == INPUT or "." in name:
             reason = (
-                f"duplicate layer name '{name}' (first used by layer {names[name]})" if name in names
+                f"duplicate layer name '{name}' (first used by layer {names[name]})"
+                if name in names
                 else f"'{name}' cannot name a layer: "
                 + ("it is the spec's input" if name == INPUT else "names cannot contain '.'")
             )
@@ -74,7 +75,7 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
 
     side_outputs = {f"{n}.indices" for _, n, layer, _ in pending if _has_indices(layer)}
     known = set(names) | side_outputs | {INPUT}
-    for i, name, layer, inputs in pending:
+    for i, _, layer, inputs in pending:
         if layer is None:
             continue
         _check_inputs(spec, i, layer, inputs, known, collector)
@@ -99,13 +100,19 @@ def _check_inputs(spec, i, layer, inputs, known, collector) -> None:
             where = spec.layer_path(i, "inputs")
             collector.error((*where, j), "unknown-input", f"unknown input '{ref}'", hint)
     if layer.arity == 1 and len(inputs) != 1:
-        collector.error(spec.layer_path(i, "inputs"), "arity",
-                        f"{layer.type_name} takes one input, received {len(inputs)}",
-                        "join branches first with Add or Concat")
+        collector.error(
+            spec.layer_path(i, "inputs"),
+            "arity",
+            f"{layer.type_name} takes one input, received {len(inputs)}",
+            "join branches first with Add or Concat",
+        )
     if layer.arity is None and len(inputs) < 2:
-        collector.error(spec.layer_path(i, "inputs"), "arity",
-                        f"{layer.type_name} joins two or more inputs, received {len(inputs)}",
-                        "list them: `inputs: [a, b]`")
+        collector.error(
+            spec.layer_path(i, "inputs"),
+            "arity",
+            f"{layer.type_name} joins two or more inputs, received {len(inputs)}",
+            "list them: `inputs: [a, b]`",
+        )
 
 
 def _topological_order(spec, pending, names, collector):
@@ -131,8 +138,12 @@ def _topological_order(spec, pending, names, collector):
         stuck = sorted((by_name[n][0], n) for n, count in waiting.items() if count > 0)
         cycle = " -> ".join(n for _, n in stuck)
         i = stuck[0][0]
-        collector.error(spec.layer_path(i, "inputs"), "cycle",
-                        f"layers form a cycle: {cycle}", "a layer's inputs must not depend on itself")
+        collector.error(
+            spec.layer_path(i, "inputs"),
+            "cycle",
+            f"layers form a cycle: {cycle}",
+            "a layer's inputs must not depend on itself",
+        )
     return order
 
 
@@ -245,24 +256,45 @@ def _report(spec: Spec, graph: Graph, batch: int | None) -> ShapeReport:
         params = sum(prod(s) or 0 for s in node.layer.parameter_shapes().values())
         concrete_in = [_concrete(s, n) for s in in_shapes]
         macs = node.layer.macs(concrete_in, _concrete(out, n))
-        rows.append(Row(node.name, node.layer.type_name, list(node.inputs), in_shapes, out,
-                        params, params, macs))
+        rows.append(
+            Row(
+                node.name,
+                node.layer.type_name,
+                list(node.inputs),
+                in_shapes,
+                out,
+                params,
+                params,
+                macs,
+            )
+        )
     params = sum(r.params for r in rows)
     activations = sum(prod(_concrete(r.output_shape, n)) or 0 for r in rows)
-    totals = Totals(params, params, sum(r.macs for r in rows), params * itemsize,
-                    activations * itemsize)
+    totals = Totals(
+        params, params, sum(r.macs for r in rows), params * itemsize, activations * itemsize
+    )
     chain = all(
         node.inputs == ((INPUT,) if k == 0 else (graph.nodes[k - 1].name,))
         for k, node in enumerate(graph.nodes)
     )
     outputs = [graph.shapes[ref] for ref in graph.outputs]
-    return ShapeReport(spec.name, graph.shapes[INPUT], graph.outputs, outputs, batch, rows,
-                       totals, chain)
+    return ShapeReport(
+        spec.name, graph.shapes[INPUT], graph.outputs, outputs, batch, rows, totals, chain
+    )
 
 
 def _concrete(shape: Shape, batch: int) -> tuple[int, ...]:
     return tuple(batch if d is None else d for d in shape)
 
 
-__all__ = ["Graph", "Node", "Row", "ShapeReport", "Totals", "analyse", "build_graph", "infer",
-           "format_shape"]
+__all__ = [
+    "Graph",
+    "Node",
+    "Row",
+    "ShapeReport",
+    "Totals",
+    "analyse",
+    "build_graph",
+    "infer",
+    "format_shape",
+]

@@ -17,9 +17,15 @@ if TYPE_CHECKING:
 
 
 def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
-    for rule in (_softmax_without_dim, _bias_before_batchnorm, _unused_outputs,
-                 _dropout2d_on_3d, _loss_fits_output, _softmax_into_cross_entropy,
-                 _legacy_loss_flags):
+    for rule in (
+        _softmax_without_dim,
+        _bias_before_batchnorm,
+        _unused_outputs,
+        _dropout2d_on_3d,
+        _loss_fits_output,
+        _softmax_into_cross_entropy,
+        _legacy_loss_flags,
+    ):
         rule(spec, graph, collector)
 
 
@@ -29,7 +35,8 @@ def _softmax_without_dim(spec: Spec, graph: Graph, collector: Collector) -> None
             shape = graph.shapes.get(node.inputs[0])
             picked = "" if shape is None else f" (here dim={0 if len(shape) in (0, 1, 3) else 1})"
             collector.warning(
-                spec.layer_path(node.index), "softmax-dim",
+                spec.layer_path(node.index),
+                "softmax-dim",
                 f"Softmax without `dim`: PyTorch's implicit choice is deprecated{picked}",
                 "set dim: 1 for (N, C) or (N, C, H, W) outputs",
             )
@@ -41,9 +48,14 @@ def _bias_before_batchnorm(spec: Spec, graph: Graph, collector: Collector) -> No
         if not isinstance(node.layer, BatchNorm2d) or not node.layer.affine:
             continue
         producer = by_name.get(node.inputs[0])
-        if producer is not None and isinstance(producer.layer, (Conv2d, Linear)) and producer.layer.bias:
+        if (
+            producer is not None
+            and isinstance(producer.layer, (Conv2d, Linear))
+            and producer.layer.bias
+        ):
             collector.warning(
-                spec.layer_path(producer.index), "bias-before-batchnorm",
+                spec.layer_path(producer.index),
+                "bias-before-batchnorm",
                 f"{producer.layer.type_name} '{producer.name}' has a bias that BatchNorm2d "
                 f"'{node.name}' cancels out",
                 "set bias: false on the layer before BatchNorm2d",
@@ -56,7 +68,8 @@ def _unused_outputs(spec: Spec, graph: Graph, collector: Collector) -> None:
     for node in graph.nodes:
         if node.name not in used and node.name not in outputs:
             collector.warning(
-                spec.layer_path(node.index), "unused",
+                spec.layer_path(node.index),
+                "unused",
                 f"the output of layer '{node.name}' is never used",
                 "list it in `inputs` of a later layer or in `outputs`, or remove it",
             )
@@ -67,7 +80,8 @@ def _dropout2d_on_3d(spec: Spec, graph: Graph, collector: Collector) -> None:
         shape = graph.shapes.get(node.inputs[0])
         if isinstance(node.layer, Dropout2d) and shape is not None and len(shape) == 3:
             collector.warning(
-                spec.layer_path(node.index), "dropout2d-3d",
+                spec.layer_path(node.index),
+                "dropout2d-3d",
                 "Dropout2d on a 3-D input (N, C, L) zeroes whole rows, not channels, as PyTorch "
                 "does (pytorch issue #77081)",
                 "use Dropout1d semantics deliberately, or give Dropout2d a (N, C, H, W) input",
@@ -103,7 +117,8 @@ def _softmax_into_cross_entropy(spec: Spec, graph: Graph, collector: Collector) 
         return
     if isinstance(node.layer, Softmax):
         collector.warning(
-            spec.layer_path(node.index), "softmax-cross-entropy",
+            spec.layer_path(node.index),
+            "softmax-cross-entropy",
             "Softmax feeds CrossEntropyLoss, which applies log-softmax itself: "
             "the network learns from a doubly squashed output",
             "remove the final Softmax (apply it at inference only)",

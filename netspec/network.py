@@ -43,7 +43,9 @@ class Network:
         ]
         self.grads = {k: self.xp.zeros_like(self._store[k]) for k in self._trainable}
         self._views = {node.name: ParamView(self._store, f"{node.name}.") for node in graph.nodes}
-        self._grad_views = {node.name: ParamView(self.grads, f"{node.name}.") for node in graph.nodes}
+        self._grad_views = {
+            node.name: ParamView(self.grads, f"{node.name}.") for node in graph.nodes
+        }
         self._last_use = self._last_uses()
         self._contexts: dict[str, Context] = {}
 
@@ -144,8 +146,13 @@ class Network:
         if not self._contexts:
             raise NetspecError("backward() needs a forward() call first")
         grads_in = grad if isinstance(grad, tuple) else (grad,)
+        if len(grads_in) != len(self.graph.outputs):
+            raise InputError(
+                f"backward() got {len(grads_in)} gradient(s) for {len(self.graph.outputs)} "
+                "output(s); pass a tuple with one entry (or None) per output"
+            )
         pending: dict[str, Any] = {}
-        for ref, g in zip(self.graph.outputs, grads_in):
+        for ref, g in zip(self.graph.outputs, grads_in, strict=True):
             if g is not None and "." not in ref:
                 _accumulate(pending, ref, self.xp.asarray(g, dtype=self.dtype))
         for node in reversed(self.graph.nodes):
@@ -155,7 +162,7 @@ class Network:
                 continue
             gx = node.layer.backward(self._views[node.name], g, ctx, self._grad_views[node.name])
             gxs = [gx] if node.layer.arity == 1 else list(gx)
-            for ref, gi in zip(node.inputs, gxs):
+            for ref, gi in zip(node.inputs, gxs, strict=True):
                 if "." not in ref:  # side outputs (indices) carry no gradient
                     _accumulate(pending, ref, gi)
         return pending.get(INPUT)

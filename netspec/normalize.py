@@ -63,7 +63,8 @@ def normalize_entry(
             args = {}
         if not isinstance(args, dict):
             collector.error(
-                (*path, type_name), f"bad-{what}",
+                (*path, type_name),
+                f"bad-{what}",
                 f"arguments of {type_name} must be a mapping, received {_kind(args)}",
                 f"write `{type_name}: {{arg: value, ...}}`",
             )
@@ -83,7 +84,8 @@ def normalize_entry(
         known = ", ".join(kinds)
         hint = did_you_mean(str(type_name), kinds) if isinstance(type_name, str) else None
         collector.error(
-            origin.path("type"), f"unknown-{what}",
+            origin.path("type"),
+            f"unknown-{what}",
             f"unknown {what} '{type_name}'",
             hint or f"known {what}s: {known}",
         )

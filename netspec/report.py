@@ -34,7 +34,9 @@ def render_diagnostics(
     warnings = len(diagnostics) - errors
     if diagnostics:
         summary = ", ".join(
-            f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n
+            f"{n} {word}{'s' if n != 1 else ''}"
+            for n, word in ((errors, "error"), (warnings, "warning"))
+            if n
         )
         console.print(Text(summary, style="bold"), highlight=False)
 
@@ -59,7 +61,9 @@ def human_bytes(n: int) -> str:
 
 def render_report(report: ShapeReport, console: Console) -> None:
     """A torchinfo-like table and totals, computed without running anything."""
-    table = Table(title=f"{report.name}: input {shape_text(report.input_shape)}", title_justify="left")
+    table = Table(
+        title=f"{report.name}: input {shape_text(report.input_shape)}", title_justify="left"
+    )
     table.add_column("Layer", style="bold")
     table.add_column("Type")
     if not report.chain:
@@ -76,7 +80,8 @@ def render_report(report: ShapeReport, console: Console) -> None:
     console.print(table)
     t = report.totals
     per = "per sample" if report.batch_size is None else f"batch {report.batch_size}"
-    outputs = ", ".join(f"{name} {shape_text(s)}" for name, s in zip(report.outputs, report.output_shapes))
+    shapes = zip(report.outputs, report.output_shapes, strict=True)
+    outputs = ", ".join(f"{name} {shape_text(s)}" for name, s in shapes)
     lines = [
         ("Output", outputs),
         ("Total params", f"{t.params:,}"),

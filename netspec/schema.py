@@ -30,15 +30,22 @@ def spec_schema() -> dict[str, Any]:
     props["layers"]["items"] = _entry_forms(LAYERS, defs, "layer")
     props["loss"] = _nullable(_entry_forms(LOSSES, defs, "loss"), props["loss"])
     train = defs["TrainSpec"]["properties"]
-    train["optimizer"] = {**_entry_forms(OPTIMIZERS, defs, "optimizer"),
-                          "description": train["optimizer"].get("description", "")}
-    train["lr_schedule"] = _nullable(_entry_forms(SCHEDULES, defs, "schedule"), train["lr_schedule"])
+    train["optimizer"] = {
+        **_entry_forms(OPTIMIZERS, defs, "optimizer"),
+        "description": train["optimizer"].get("description", ""),
+    }
+    train["lr_schedule"] = _nullable(
+        _entry_forms(SCHEDULES, defs, "schedule"), train["lr_schedule"]
+    )
     return {"$schema": _DIALECT, "$id": "netspec.schema.json", "title": "netspec spec", **schema}
 
 
 def _nullable(forms: dict, original: dict) -> dict:
-    return {"anyOf": [forms, {"type": "null"}], "default": None,
-            "description": original.get("description", "")}
+    return {
+        "anyOf": [forms, {"type": "null"}],
+        "default": None,
+        "description": original.get("description", ""),
+    }
 
 
 def _entry_forms(classes: tuple[type[BaseModel], ...], defs: dict, what: str) -> dict:

@@ -53,7 +53,9 @@ def parse(text: str, name: str = "<string>") -> Source:
     try:
         node = loader.get_single_node()
         if node is None:
-            _fail(name, 1, 1, "empty", "spec is empty", "start with `name:`, `input:` and `layers:`")
+            _fail(
+                name, 1, 1, "empty", "spec is empty", "start with `name:`, `input:` and `layers:`"
+            )
         walker = _Walker(loader, source)
         source.data = walker.build(node, ())
     except yaml.MarkedYAMLError as exc:
@@ -106,10 +108,15 @@ class _Walker:
         if self.nodes > MAX_NODES:
             mark = node.start_mark
             _fail(
-                self.source.name, mark.line + 1, mark.column + 1, "too-large",
+                self.source.name,
+                mark.line + 1,
+                mark.column + 1,
+                "too-large",
                 f"spec expands to more than {MAX_NODES:,} values (YAML aliases?)",
             )
-        self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        self.source.positions.setdefault(
+            path, (node.start_mark.line + 1, node.start_mark.column + 1)
+        )
         if isinstance(node, yaml.MappingNode):
             self._check_tag(node, _MAP_TAG)
             return self._mapping(node, path)
@@ -131,11 +138,19 @@ class _Walker:
             key = self.loader.construct_object(key_node, deep=True)
             line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                _fail(self.source.name, line, col, "yaml-key", "a mapping key must be a plain value")
+                _fail(
+                    self.source.name, line, col, "yaml-key", "a mapping key must be a plain value"
+                )
             if key in result:
                 self.source.problems.append(
-                    Diagnostic(self.source.name, line, col, "duplicate-key",
-                               f"duplicate key '{key}'", "YAML keeps only the last; remove one")
+                    Diagnostic(
+                        self.source.name,
+                        line,
+                        col,
+                        "duplicate-key",
+                        f"duplicate key '{key}'",
+                        "YAML keeps only the last; remove one",
+                    )
                 )
             self.source.positions[(*path, key)] = (line, col)
             result[key] = self.build(value_node, (*path, key))

@@ -146,7 +146,9 @@ def load(path: str | FilePath) -> Spec:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError([Diagnostic(str(path), 1, 1, "io", f"cannot read spec: {reason}")]) from None
+        raise SpecError(
+            [Diagnostic(str(path), 1, 1, "io", f"cannot read spec: {reason}")]
+        ) from None
     return loads(text, source=str(path))
 
 
@@ -174,8 +176,12 @@ def _validate(src: Source, collector: Collector) -> Spec | None:
     """
     data = src.data
     if not isinstance(data, dict):
-        collector.error((), "not-a-mapping", "a spec must be a mapping with `input:` and `layers:`",
-                        "see the example in the README")
+        collector.error(
+            (),
+            "not-a-mapping",
+            "a spec must be a mapping with `input:` and `layers:`",
+            "see the example in the README",
+        )
         return None
     data = dict(data)
     origins: dict[Path, Origin] = {}
@@ -211,7 +217,9 @@ def _validate_layers(
         return None  # validating the Spec reports a missing, empty or non-list `layers`
     layers: list[Layer | None] = []
     for i, item in enumerate(raw):
-        entry, origin = normalize_entry(item, ("layers", i), LAYER_TYPES, "layer", collector, GRAPH_KEYS)
+        entry, origin = normalize_entry(
+            item, ("layers", i), LAYER_TYPES, "layer", collector, GRAPH_KEYS
+        )
         origins[("layers", i)] = origin
         layer = None
         if entry is not None:

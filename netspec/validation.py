@@ -89,15 +89,18 @@ def _real_path(data: Any, loc: tuple) -> Path:
     real: list = []
     current = data
     for i, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-            real.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        if _contains(current, part):
             current = current[part]
             real.append(part)
         elif i == len(loc) - 1 and isinstance(current, dict) and isinstance(part, str):
             real.append(part)
     return tuple(real)
+
+
+def _contains(container: Any, part: Any) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container)
 
 
 def _source_path(path: Path, origins: dict[Path, Origin]) -> Path:
@@ -133,7 +136,8 @@ def _describe(
         return (
             "unknown-arg",
             f"unknown argument '{field}'" + (f" for {owner.strip()}" if owner else ""),
-            did_you_mean(str(field), choices) or (f"allowed: {', '.join(choices)}" if choices else None),
+            did_you_mean(str(field), choices)
+            or (f"allowed: {', '.join(choices)}" if choices else None),
         )
     ctx_error = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_error, ArgError):
@@ -154,7 +158,11 @@ def _describe(
             expected.append(_EXPECTED[item["type"]])
     expected = list(dict.fromkeys(expected))
     subject = f"{_subject(real)}: " if real else ""
-    return "type", f"{subject}expected {' or '.join(expected)}, received {yaml_repr(first['input'])}", None
+    return (
+        "type",
+        f"{subject}expected {' or '.join(expected)}, received {yaml_repr(first['input'])}",
+        None,
+    )
 
 
 def _lookup(data: Any, path: Path) -> Any:

@@ -143,10 +143,16 @@ def torch_parity(
     ty.backward(torch.from_numpy(g))
     gxs = list(gx) if layer.arity != 1 else [gx]
     for i, tx in enumerate(txs):
-        np.testing.assert_allclose(gxs[i], tx.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad input {i}")
+        np.testing.assert_allclose(
+            gxs[i], tx.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad input {i}"
+        )
     named = dict(module.named_parameters())
     for name, grad in run.grads.items():
-        np.testing.assert_allclose(grad, named[name].grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad {name}")
+        np.testing.assert_allclose(
+            grad, named[name].grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad {name}"
+        )
     for name, value in module.state_dict().items():
-        np.testing.assert_allclose(run.store[name], value.numpy(), rtol=rtol, atol=atol, err_msg=name)
+        np.testing.assert_allclose(
+            run.store[name], value.numpy(), rtol=rtol, atol=atol, err_msg=name
+        )
     return run

@@ -56,8 +56,18 @@ def test_forward_and_backward_run_in_training_mode(path):
 def test_parameter_names_and_counts_match_the_report():
     spec = _spec("specs/lenet5.yaml")
     net = netspec.compile(spec)
-    expected = ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias",
-                "10.weight", "10.bias", "12.weight", "12.bias"]
+    expected = [
+        "0.weight",
+        "0.bias",
+        "3.weight",
+        "3.bias",
+        "7.weight",
+        "7.bias",
+        "10.weight",
+        "10.bias",
+        "12.weight",
+        "12.bias",
+    ]
     assert list(net.parameters()) == expected
     total = sum(v.size for v in net.parameters().values())
     assert total == netspec.infer(spec).totals.params == 61_706
@@ -184,8 +194,9 @@ class TestPyTorchParity:
         for name, grad in net.grads.items():
             np.testing.assert_allclose(grad, theirs[name], err_msg=name, **tol)
         for name, value in model.state_dict().items():
-            np.testing.assert_allclose(net.state_dict()[name.removeprefix("layers.")],
-                                       value.numpy(), err_msg=name, **tol)
+            np.testing.assert_allclose(
+                net.state_dict()[name.removeprefix("layers.")], value.numpy(), err_msg=name, **tol
+            )
 
     def test_a_torch_sequential_state_dict_loads_as_is(self):
         torch = self.torch
@@ -198,5 +209,6 @@ class TestPyTorchParity:
         model.eval()
         net.eval()
         x = _batch(spec, 5)
-        np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).detach().numpy(),
-                                   rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(
+            net(x), model(torch.from_numpy(x)).detach().numpy(), rtol=1e-8, atol=1e-8
+        )

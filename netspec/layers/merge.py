@@ -22,9 +22,7 @@ class Add(Layer):
 
     def output_shape(self, *xs: Shape) -> Shape:
         if any(x != xs[0] for x in xs[1:]):
-            raise ShapeError(
-                f"Add needs inputs of one shape, received {_shapes(xs)}", code="merge"
-            )
+            raise ShapeError(f"Add needs inputs of one shape, received {_shapes(xs)}", code="merge")
         return xs[0]
 
     def forward(self, p: Any, xs: list, ctx: Any) -> Any:
@@ -61,7 +59,9 @@ class Concat(Layer):
     def output_shape(self, *xs: Shape) -> Shape:
         rank = len(xs[0])
         if any(len(x) != rank for x in xs):
-            raise ShapeError(f"Concat needs inputs of one rank, received {_shapes(xs)}", code="merge")
+            raise ShapeError(
+                f"Concat needs inputs of one rank, received {_shapes(xs)}", code="merge"
+            )
         axis = self._axis(rank)
         others = [x[:axis] + x[axis + 1 :] for x in xs]
         if any(o != others[0] for o in others[1:]):
