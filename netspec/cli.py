@@ -173,7 +173,13 @@ def train(
     ] = None,
 ) -> None:
     """Train a spec's network on its data: progress, checkpoints, metrics.jsonl, a plot."""
-    from netspec.progress import progress_for, render_files, render_history, render_sparklines
+    from netspec.progress import (
+        interrupt_line,
+        progress_for,
+        render_files,
+        render_history,
+        render_sparklines,
+    )
     from netspec.train import Trainer
 
     spec = load_spec(spec_path)
@@ -187,14 +193,7 @@ def train(
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
     if result.interrupted:
-        where = f"the end of epoch {result.epochs}"
-        if result.batch:
-            where = f"epoch {result.epochs + 1}, batch {result.batch}"
-        saved = f"saved {result.last_checkpoint}" if result.last_checkpoint else "nothing saved"
-        resume_hint = (
-            f"; resume with --resume {result.last_checkpoint}" if result.last_checkpoint else ""
-        )
-        err.print(f"interrupted at {where}: {saved}{resume_hint}", highlight=False, soft_wrap=True)
+        err.print(interrupt_line(result), highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     render_history(result, out)
     if result.plot_path is None:

@@ -8,6 +8,9 @@ intermediate outputs are dropped as soon as their last reader has run.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +51,8 @@ class Network:
         }
         self._last_use = self._last_uses()
         self._contexts: dict[str, Context] = {}
+        # When a dict, forward/backward add each layer's seconds to it ("name/forward"): bench.
+        self.timings: dict[str, list[float]] | None = None
 
     # -- construction -------------------------------------------------------------------------
     def _initial_store(self, seed: int) -> dict[str, Any]:
@@ -126,7 +131,8 @@ class Network:
             ctx = Context(self.xp, self.training, rng)
             args = [values[ref] for ref in node.inputs]
             arg = args[0] if node.layer.arity == 1 else args
-            values[node.name] = node.layer.forward(self._views[node.name], arg, ctx)
+            with self._timed(node.name, "forward"):
+                values[node.name] = node.layer.forward(self._views[node.name], arg, ctx)
             for key, side in ctx.outputs.items():
                 values[f"{node.name}.{key}"] = side
             ctx.outputs = {}
@@ -160,12 +166,31 @@ class Network:
             ctx = self._contexts.pop(node.name)
             if g is None:
                 continue
-            gx = node.layer.backward(self._views[node.name], g, ctx, self._grad_views[node.name])
+            with self._timed(node.name, "backward"):
+                gx = node.layer.backward(
+                    self._views[node.name], g, ctx, self._grad_views[node.name]
+                )
             gxs = [gx] if node.layer.arity == 1 else list(gx)
             for ref, gi in zip(node.inputs, gxs, strict=True):
                 if "." not in ref:  # side outputs (indices) carry no gradient
                     _accumulate(pending, ref, gi)
         return pending.get(INPUT)
+
+    @contextmanager
+    def _timed(self, name: str, phase: str) -> Iterator[None]:
+        if self.timings is None:
+            yield
+            return
+        self.synchronize()
+        start = time.perf_counter()
+        yield
+        self.synchronize()
+        self.timings.setdefault(f"{name}/{phase}", []).append(time.perf_counter() - start)
+
+    def synchronize(self) -> None:
+        """Wait for the device to finish queued work (a no-op on the CPU)."""
+        if self.xp is not np:
+            self.xp.cuda.Device().synchronize()
 
     def _check_input(self, x: Any) -> Any:
         expected = tuple(self.spec.input.shape)

@@ -1,0 +1,219 @@
+"""`netspec train` and `netspec eval` through typer's test runner, error paths included."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from netspec import backend
+from netspec.checkpoint import load_checkpoint
+from netspec.cli import app
+from netspec.progress import PlainProgress, RichProgress, epoch_line, render_evaluation
+from netspec.train import Trainer, evaluate
+from tests.test_train import TINY, tiny_spec
+
+runner = CliRunner()
+
+
+def spec_file(tmp_path, text: str = TINY, **replace: str) -> str:
+    """The tiny spec's file (not loaded: it may be broken on purpose)."""
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def run(*args: str):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+@pytest.fixture
+def no_cupy(monkeypatch):
+    """As if CuPy were not installed, whatever this machine has."""
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_failure", None)
+
+
+def test_train_writes_progress_table_checkpoints_and_log(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", spec_file(tmp_path), "--out", str(out), "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "training tiny on cpu: 72 synthetic samples, 18 for validation" in result.stderr
+    assert "epoch 1/2  loss " in result.stderr and "epoch 2/2  loss " in result.stderr
+    assert "val_acc" in result.stdout and "best val_loss" in result.stdout
+    for name in ("last.npz", "best.npz", "metrics.jsonl", "metrics.png"):
+        assert (out / name).is_file(), name
+        assert str(out / name) in result.stdout
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_train_overrides_reach_the_trainer(tmp_path):
+    out = tmp_path / "run"
+    args = ["--epochs", "1", "--batch-size", "24", "--lr", "0.05", "--seed", "9"]
+    result = run("train", spec_file(tmp_path), "--out", str(out), *args)
+    assert result.exit_code == 0, result.output
+    saved = load_checkpoint(out / "last.npz")
+    assert (saved.meta["batch_size"], saved.meta["seed"], saved.step) == (24, 9, 3)
+    assert saved.meta["history"][0]["lr"] == 0.05
+
+
+def test_train_defaults_to_runs_slash_spec_name(tmp_path, monkeypatch):
+    spec = spec_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = run("train", spec, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "tiny" / "last.npz").is_file()
+
+
+def test_resume_continues_to_the_requested_epoch(tmp_path):
+    out = tmp_path / "run"
+    spec = spec_file(tmp_path)
+    assert run("train", spec, "--out", str(out), "--epochs", "1").exit_code == 0
+    result = run("train", spec, "--out", str(out), "--resume", str(out / "last.npz"))
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.stderr and "epoch 4/4" in result.stderr
+    assert "epoch 1/4" not in result.stderr
+    assert load_checkpoint(out / "last.npz").epoch == 4
+
+
+def test_eval_prints_loss_accuracy_and_confusion_matrix(tmp_path):
+    out = tmp_path / "run"
+    spec = spec_file(tmp_path)
+    assert run("train", spec, "--out", str(out), "--epochs", "2").exit_code == 0
+    result = run("eval", spec, "--weights", str(out / "best.npz"))
+    assert result.exit_code == 0, result.output
+    assert "on 18 validation samples" in result.stdout
+    assert "loss " in result.stdout and "accuracy " in result.stdout
+    assert "confusion matrix" in result.stdout and "recall" in result.stdout
+    assert "logged in training: val_loss" in result.stdout
+
+
+def test_ctrl_c_saves_and_exits_130_with_one_line(tmp_path, monkeypatch):
+    def interrupt(self, epoch, batch, batches, logs):
+        if batch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PlainProgress, "on_batch_end", interrupt)
+    out = tmp_path / "run"
+    result = run("train", spec_file(tmp_path), "--out", str(out))
+    assert result.exit_code == 130
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"interrupted at epoch 1, batch 2: saved {out / 'last.npz'}; "
+        f"resume with --resume {out / 'last.npz'}"
+    )
+    assert load_checkpoint(out / "last.npz").meta["batch"] == 2
+    assert result.stdout == ""
+
+
+def test_nan_loss_is_one_error_line_with_hint(tmp_path, monkeypatch):
+    monkeypatch.setattr("netspec.train._loss_value", lambda value: float("nan"))
+    result = run("train", spec_file(tmp_path), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1
+    assert "error: the loss became nan at epoch 1, step 1 (batch 1 of 5)" in result.stderr
+    assert "hint: lower the learning rate" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_cuda_without_cupy_is_one_clear_line(tmp_path, no_cupy, command):
+    args = [command, spec_file(tmp_path), "--device", "cuda"]
+    if command == "eval":
+        args += ["--weights", str(tmp_path / "missing.npz")]
+    result = run(*args)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "--device cuda needs CuPy: pip install 'netspec[cuda]'" in lines[0]
+
+
+def test_bad_checkpoints_are_one_line_with_hint(tmp_path):
+    spec = spec_file(tmp_path)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00" * 100)
+    for args in (
+        ["eval", spec, "--weights", str(garbage)],
+        ["train", spec, "--resume", str(garbage)],
+    ):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"error: {garbage} is not a netspec checkpoint")
+        assert "hint:" in result.stderr
+
+
+def test_eval_with_a_checkpoint_of_another_network_fails(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", spec_file(tmp_path), "--out", str(out), "--epochs", "1").exit_code == 0
+    other = spec_file(tmp_path, **{"out_features: 3": "out_features: 4"})
+    result = run("eval", other, "--weights", str(out / "last.npz"))
+    assert result.exit_code == 1
+    assert "does not fit spec 'tiny'" in result.stderr and "6.weight" in result.stderr
+
+
+def test_data_and_spec_errors_are_clear(tmp_path):
+    npz = spec_file(
+        tmp_path, **{"{source: synthetic, samples: 90,": "{source: npz, path: nope.npz,"}
+    )
+    result = run("train", npz)
+    assert result.exit_code == 1
+    assert "error: npz file not found" in result.stderr and "hint:" in result.stderr
+    no_data = spec_file(
+        tmp_path, **{"data: {source: synthetic, samples: 90, validation_split: 0.2}": ""}
+    )
+    result = run("train", no_data)
+    assert result.exit_code == 1 and "no `data:` section" in result.stderr
+    broken = spec_file(tmp_path, **{"kernel_size: 3": "kernel_sise: 3"})
+    result = run("train", broken)
+    assert result.exit_code == 1 and "kernel_sise" in result.stderr
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    spec = spec_file(tmp_path)
+    assert run("train", spec, "--epochs", "0").exit_code == 2
+    assert run("train", spec, "--lr", "-1").exit_code == 2
+    assert run("eval", spec).exit_code == 2  # --weights is required
+
+
+def test_rich_progress_draws_on_a_terminal(tmp_path):
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    progress = RichProgress(console)
+    with progress:
+        Trainer(tiny_spec(tmp_path), epochs=2, callbacks=[progress]).fit()
+    text = buffer.getvalue()
+    assert "epoch 2/2" in text and "samples/s" in text and "val_acc" in text
+
+
+def test_epoch_line_and_evaluation_rendering(tmp_path):
+    metrics = {
+        "epoch": 3,
+        "loss": 0.5,
+        "accuracy": 0.75,
+        "val_loss": None,
+        "lr": 0.001,
+        "seconds": 1.25,
+    }
+    assert (
+        epoch_line(metrics, 15)
+        == "epoch  3/15  loss 0.5000  acc 75.00%  val_loss -  lr 0.001  1.2s"
+    )
+    Trainer(tiny_spec(tmp_path), out=tmp_path, epochs=1).fit()
+    evaluation = evaluate(tiny_spec(tmp_path), tmp_path / "last.npz")
+    buffer = io.StringIO()
+    render_evaluation(evaluation, "tiny", tmp_path / "last.npz", Console(file=buffer, width=100))
+    text = buffer.getvalue()
+    assert f"{evaluation.accuracy:.2%}" in text
+    total = int(np.sum(evaluation.confusion))
+    assert total == 18
