@@ -68,6 +68,7 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
                 + ("it is the spec's input" if name == INPUT else "names cannot contain '.'")
             )
             collector.error(spec.layer_path(i, "name"), "name", reason)
+            name = f"{name}#{i}"  # a private name: references keep meaning the first
         names.setdefault(name, i)
         default = (INPUT,) if i == 0 else (pending[-1][1],)
         inputs = tuple(layer.inputs) if layer is not None and layer.inputs is not None else default
@@ -93,20 +94,26 @@ def _has_indices(layer: Layer | None) -> bool:
     return bool(getattr(layer, "return_indices", False))
 
 
+def _arity_ok(layer: Layer, inputs: list) -> bool:
+    return len(inputs) == 1 if layer.arity == 1 else len(inputs) >= 2
+
+
 def _check_inputs(spec, i, layer, inputs, known, collector) -> None:
     for j, ref in enumerate(inputs):
         if ref not in known:
             hint = did_you_mean(ref, known) or f"known: {', '.join(sorted(known))}"
             where = spec.layer_path(i, "inputs")
             collector.error((*where, j), "unknown-input", f"unknown input '{ref}'", hint)
-    if layer.arity == 1 and len(inputs) != 1:
+    if _arity_ok(layer, list(inputs)):
+        return
+    if layer.arity == 1:
         collector.error(
             spec.layer_path(i, "inputs"),
             "arity",
             f"{layer.type_name} takes one input, received {len(inputs)}",
             "join branches first with Add or Concat",
         )
-    if layer.arity is None and len(inputs) < 2:
+    else:
         collector.error(
             spec.layer_path(i, "inputs"),
             "arity",
@@ -152,7 +159,7 @@ def infer_shapes(spec: Spec, graph: Graph, collector: Collector, batch: int | No
     graph.shapes[INPUT] = (batch, *spec.input.shape)
     for node in graph.nodes:
         inputs = [graph.shapes.get(ref) for ref in node.inputs]
-        if node.layer is None or any(s is None for s in inputs):
+        if node.layer is None or not _arity_ok(node.layer, inputs) or None in inputs:
             graph.shapes[node.name] = None
             continue
         try:

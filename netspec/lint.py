@@ -29,10 +29,14 @@ def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
         rule(spec, graph, collector)
 
 
+def _input_shape(graph: Graph, node) -> tuple | None:
+    return graph.shapes.get(node.inputs[0]) if node.inputs else None
+
+
 def _softmax_without_dim(spec: Spec, graph: Graph, collector: Collector) -> None:
     for node in graph.nodes:
         if isinstance(node.layer, Softmax) and node.layer.dim is None:
-            shape = graph.shapes.get(node.inputs[0])
+            shape = _input_shape(graph, node)
             picked = "" if shape is None else f" (here dim={0 if len(shape) in (0, 1, 3) else 1})"
             collector.warning(
                 spec.layer_path(node.index),
@@ -47,7 +51,7 @@ def _bias_before_batchnorm(spec: Spec, graph: Graph, collector: Collector) -> No
     for node in graph.nodes:
         if not isinstance(node.layer, BatchNorm2d) or not node.layer.affine:
             continue
-        producer = by_name.get(node.inputs[0])
+        producer = by_name.get(node.inputs[0]) if node.inputs else None
         if (
             producer is not None
             and isinstance(producer.layer, (Conv2d, Linear))
@@ -77,7 +81,7 @@ def _unused_outputs(spec: Spec, graph: Graph, collector: Collector) -> None:
 
 def _dropout2d_on_3d(spec: Spec, graph: Graph, collector: Collector) -> None:
     for node in graph.nodes:
-        shape = graph.shapes.get(node.inputs[0])
+        shape = _input_shape(graph, node)
         if isinstance(node.layer, Dropout2d) and shape is not None and len(shape) == 3:
             collector.warning(
                 spec.layer_path(node.index),

@@ -132,16 +132,19 @@ class _Walker:
             )
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict:
-        self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
+        own = sum(key.tag != "tag:yaml.org,2002:merge" for key, _ in node.value)
+        self.loader.flatten_mapping(node)  # resolves `<<:` merge keys, placing them first
+        merged = len(node.value) - own  # written keys may override merged ones
         result: dict = {}
-        for key_node, value_node in node.value:
+        written: set = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self.loader.construct_object(key_node, deep=True)
             line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 _fail(
                     self.source.name, line, col, "yaml-key", "a mapping key must be a plain value"
                 )
-            if key in result:
+            if index >= merged and key in written:
                 self.source.problems.append(
                     Diagnostic(
                         self.source.name,
@@ -152,6 +155,8 @@ class _Walker:
                         "YAML keeps only the last; remove one",
                     )
                 )
+            if index >= merged:
+                written.add(key)
             self.source.positions[(*path, key)] = (line, col)
             result[key] = self.build(value_node, (*path, key))
         return result

@@ -243,12 +243,9 @@ def _normalize_section(
     path = (*prefix, key)
     entry, origin = normalize_entry(holder[key], path, kinds, what, collector)
     origins[path] = origin
-    holder = dict(holder)
+    if prefix:  # `train` is the user's mapping: change a copy
+        holder = data["train"] = dict(holder)
     if entry is None:
         del holder[key]  # already reported; validating the rest goes on without it
     else:
         holder[key] = entry
-    if prefix:
-        data["train"] = holder
-    else:
-        data.update(holder)

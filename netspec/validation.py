@@ -69,7 +69,8 @@ def report_validation_error(
     """
     groups: dict[Path, list[dict]] = defaultdict(list)
     for item in error.errors(include_url=False):
-        real = _real_path(data, tuple(item["loc"]))
+        keeps_key = item["type"] in ("missing", "extra_forbidden")
+        real = _real_path(data, tuple(item["loc"]), keeps_key)
         ctx_error = (item.get("ctx") or {}).get("error")
         if isinstance(ctx_error, ArgError) and ctx_error.field:
             real = (*real, ctx_error.field)
@@ -80,11 +81,11 @@ def report_validation_error(
         collector.error(path, code, message, hint)
 
 
-def _real_path(data: Any, loc: tuple) -> Path:
+def _real_path(data: Any, loc: tuple, keeps_key: bool) -> Path:
     """Walk `loc` through `data`, dropping union branch labels that are not real keys.
 
-    A key that is not in the data survives only as the last element: that is a missing or
-    an unknown argument, still a real place to point at.
+    A key that is not in the data survives only as the last element of a missing or an
+    unknown argument (`keeps_key`): still a real place to point at.
     """
     real: list = []
     current = data
@@ -92,7 +93,7 @@ def _real_path(data: Any, loc: tuple) -> Path:
         if _contains(current, part):
             current = current[part]
             real.append(part)
-        elif i == len(loc) - 1 and isinstance(current, dict) and isinstance(part, str):
+        elif keeps_key and i == len(loc) - 1 and isinstance(current, dict):
             real.append(part)
     return tuple(real)
 
@@ -127,6 +128,11 @@ def _describe(
     field = str(real[-1]) if real else None
     types = {item["type"] for item in items}
     first = items[0]
+    if "missing" in types and isinstance(_lookup(data, real), list):
+        value = _lookup(data, real)
+        wanted = max(i["loc"][-1] for i in items if isinstance(i["loc"][-1], int)) + 1
+        message = f"{_subject(real)}: expected {wanted} items, received {yaml_repr(value)}"
+        return "invalid-arg", message, None
     if "missing" in types:
         owner = _owner_name(data, real)
         return "missing-arg", f"{owner}needs '{field}'", None

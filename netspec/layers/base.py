@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, WithJsonSchema
 
 Shape = tuple[int | None, ...]
 
@@ -45,7 +45,12 @@ def _index_to_name(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-LayerRef = Annotated[str, Strict(), BeforeValidator(_index_to_name)]
+LayerRef = Annotated[
+    str,
+    Strict(),
+    BeforeValidator(_index_to_name),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}),
+]
 """A layer name, `input`, or `NAME.indices`; a bare index means that layer's default name."""
 DTypeName = Literal["float16", "bfloat16", "float32", "float64"]
 

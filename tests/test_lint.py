@@ -1,0 +1,141 @@
+"""Warnings: legal but suspect specs load, and say why they are suspect."""
+
+from __future__ import annotations
+
+import pytest
+
+import netspec
+from netspec.diagnostics import Diagnostic
+
+
+def warnings(text: str) -> list[Diagnostic]:
+    spec = netspec.loads(text, source="w.yaml")
+    assert all(not d.is_error for d in spec.warnings)
+    return spec.warnings
+
+
+def head(d: Diagnostic) -> str:
+    return f"{d.file}:{d.line}:{d.col}: {d.severity}[{d.code}]"
+
+
+CLASSIFIER = "input: {shape: [10]}\nlayers:\n  - Linear: {in_features: 10, out_features: 3}\n"
+
+
+def test_softmax_feeding_cross_entropy():
+    (d,) = warnings(CLASSIFIER + "  - Softmax: {dim: 1}\nloss: CrossEntropyLoss\n")
+    assert head(d) == "w.yaml:4:5: warning[softmax-cross-entropy]"
+    assert "applies log-softmax itself" in d.message
+    assert d.hint == "remove the final Softmax (apply it at inference only)"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "  - Softmax: {dim: 1}\nloss: MSELoss\n",  # a regression onto probabilities: fine
+        "  - Softmax: {dim: 1}\n",  # no loss at all
+        "  - Softmax: {dim: 1}\n  - Linear: {in_features: 3, out_features: 2}\n"
+        "loss: CrossEntropyLoss\n",  # Softmax inside the network
+    ],
+)
+def test_softmax_elsewhere_is_fine(tail):
+    assert warnings(CLASSIFIER + tail) == []
+
+
+def test_softmax_without_dim_says_which_dim_pytorch_picks():
+    (d,) = warnings(CLASSIFIER + "  - Softmax\n")
+    assert head(d) == "w.yaml:4:5: warning[softmax-dim]"
+    assert d.message == (
+        "Softmax without `dim`: PyTorch's implicit choice is deprecated (here dim=1)"
+    )
+    assert d.hint.startswith("set dim: 1")
+
+
+@pytest.mark.parametrize(
+    "producer",
+    [
+        "Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 1}",
+        "Linear: {in_features: 8, out_features: 4}",
+    ],
+)
+def test_a_bias_before_batchnorm(producer):
+    text = (
+        f"input: {{shape: [3, 8, 8]}}\nlayers:\n  - {producer}\n"
+        "  - BatchNorm2d: {num_features: 4}\n"
+    )
+    if producer.startswith("Linear"):
+        text = text.replace("[3, 8, 8]", "[4, 8, 8]")  # Linear acts on W: (N, 4, 8, 4)
+    (d,) = warnings(text)
+    assert head(d) == "w.yaml:3:5: warning[bias-before-batchnorm]"
+    kind = producer.split(":")[0]
+    assert d.message == f"{kind} '0' has a bias that BatchNorm2d '1' cancels out"
+    assert d.hint == "set bias: false on the layer before BatchNorm2d"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("kernel_size: 1}", "kernel_size: 1, bias: false}"),
+        ("num_features: 4}", "num_features: 4, affine: false}"),
+    ],
+)
+def test_no_bias_warning_without_a_bias_or_without_affine(change):
+    text = (
+        "input: {shape: [3, 8, 8]}\nlayers:\n"
+        "  - Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 1}\n"
+        "  - BatchNorm2d: {num_features: 4}\n"
+    )
+    assert warnings(text.replace(*change)) == []
+
+
+def test_a_layer_whose_output_nobody_uses():
+    (d,) = warnings(
+        "input: {shape: [3, 8, 8]}\nlayers:\n"
+        "  - {type: ReLU, name: lost}\n  - {type: Tanh, inputs: [input]}\n"
+    )
+    assert head(d) == "w.yaml:3:5: warning[unused]"
+    assert d.message == "the output of layer 'lost' is never used"
+    assert "outputs" in d.hint
+
+
+def test_layers_listed_in_outputs_are_used():
+    assert (
+        warnings(
+            "input: {shape: [3, 8, 8]}\nlayers:\n"
+            "  - {type: ReLU, name: kept}\n  - {type: Tanh, inputs: [input]}\n"
+            "outputs: [kept, 1]\n"
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "reduction"),
+    [
+        ("size_average: false", "sum"),
+        ("reduce: false", "none"),
+        ("size_average: true, reduce: true", "mean"),
+    ],
+)
+def test_legacy_loss_flags_warn_with_the_reduction_to_use(flags, reduction):
+    (d,) = warnings(CLASSIFIER + f"loss: {{MSELoss: {{{flags}}}}}\n")
+    assert head(d) == "w.yaml:4:8: warning[deprecated]"
+    assert d.message == (
+        "size_average and reduce args will be deprecated, please use "
+        f"reduction='{reduction}' instead."
+    )
+
+
+def test_dropout2d_on_a_3d_input():
+    (d,) = warnings("input: {shape: [4, 10]}\nlayers:\n  - Dropout2d: {p: 0.5}\n")
+    assert head(d) == "w.yaml:3:5: warning[dropout2d-3d]"
+
+
+def test_the_examples_are_clean_of_unexpected_warnings():
+    spec = netspec.loads(CLASSIFIER + "  - ReLU\nloss: CrossEntropyLoss\n")
+    assert spec.warnings == []
+
+
+def test_warnings_do_not_stop_inference():
+    spec = netspec.loads(CLASSIFIER + "  - Softmax\nloss: CrossEntropyLoss\n")
+    assert {d.code for d in spec.warnings} == {"softmax-dim", "softmax-cross-entropy"}
+    assert netspec.infer(spec, batch_size=2).output_shapes == [(2, 3)]

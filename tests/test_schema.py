@@ -1,0 +1,259 @@
+"""The JSON Schema: `netspec schema --check` guards the committed copy, every entry is
+described for editors, and the schema accepts what netspec accepts (all three forms).
+
+jsonschema is not a dependency, so a small validator for the keywords pydantic emits
+lives here; it is checked against a few documents of its own first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import netspec
+from netspec.cli import app
+from netspec.layers import LAYERS
+from netspec.losses import LOSSES
+from netspec.optim import OPTIMIZERS
+from netspec.schedule import SCHEDULES
+from netspec.schema import SCHEMA_PATH, schema_text, spec_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / SCHEMA_PATH
+runner = CliRunner()
+
+
+# -- a minimal JSON Schema (2020-12) validator ------------------------------------------------
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def valid(value, node, root) -> bool:
+    """Whether `value` satisfies schema `node` (only the keywords this schema uses)."""
+    if "$ref" in node:
+        target = root
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        if not valid(value, target, root):
+            return False
+    if "anyOf" in node and not any(valid(value, n, root) for n in node["anyOf"]):
+        return False
+    if "oneOf" in node and sum(valid(value, n, root) for n in node["oneOf"]) != 1:
+        return False
+    if "allOf" in node and not all(valid(value, n, root) for n in node["allOf"]):
+        return False
+    if "enum" in node and value not in node["enum"]:
+        return False
+    if "const" in node and value != node["const"]:
+        return False
+    if "type" in node:
+        types = node["type"] if isinstance(node["type"], list) else [node["type"]]
+        if not any(_TYPES[t](value) for t in types):
+            return False
+    return (
+        _valid_number(value, node)
+        and _valid_array(value, node, root)
+        and (_valid_object(value, node, root) and _valid_string(value, node))
+    )
+
+
+def _valid_number(value, node) -> bool:
+    if not _TYPES["number"](value) or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return (
+        value >= node.get("minimum", -math.inf)
+        and value <= node.get("maximum", math.inf)
+        and value > node.get("exclusiveMinimum", -math.inf)
+        and value < node.get("exclusiveMaximum", math.inf)
+    )
+
+
+def _valid_array(value, node, root) -> bool:
+    if not isinstance(value, list):
+        return True
+    if not node.get("minItems", 0) <= len(value) <= node.get("maxItems", math.inf):
+        return False
+    prefix = node.get("prefixItems", [])
+    # Items past the prefix are checked against `items` below.
+    if not all(valid(v, n, root) for v, n in zip(value, prefix, strict=False)):
+        return False
+    rest = value[len(prefix) :]
+    return "items" not in node or all(valid(v, node["items"], root) for v in rest)
+
+
+def _valid_object(value, node, root) -> bool:
+    if not isinstance(value, dict):
+        return True
+    if any(key not in value for key in node.get("required", [])):
+        return False
+    props = node.get("properties", {})
+    extra = node.get("additionalProperties", True)
+    for key, item in value.items():
+        schema = props.get(key, extra)
+        if schema is False or (isinstance(schema, dict) and not valid(item, schema, root)):
+            return False
+    return True
+
+
+def _valid_string(value, node) -> bool:
+    if not isinstance(value, str):
+        return True
+    if len(value) < node.get("minLength", 0):
+        return False
+    return "pattern" not in node or re.search(node["pattern"], value) is not None
+
+
+def test_the_small_validator_itself():
+    root = {
+        "$defs": {
+            "P": {
+                "type": "object",
+                "properties": {"a": {"type": "integer", "minimum": 1}},
+                "required": ["a"],
+                "additionalProperties": False,
+            }
+        }
+    }
+    ref = {"$ref": "#/$defs/P"}
+    assert valid({"a": 2}, ref, root)
+    assert not valid({"a": 0}, ref, root)
+    assert not valid({"a": True}, ref, root)  # a bool is not an integer
+    assert not valid({"a": 2, "b": 1}, ref, root)
+    assert not valid({}, ref, root)
+    pair = {"type": "array", "prefixItems": [{"type": "integer"}] * 2, "minItems": 2, "maxItems": 2}
+    assert valid([1, 2], pair, root) and not valid([1, 2, 3], pair, root)
+    assert valid("ab", {"pattern": "^a"}, root) and not valid("ba", {"pattern": "^a"}, root)
+    assert valid(None, {"anyOf": [{"type": "integer"}, {"type": "null"}]}, root)
+
+
+# -- the committed file ------------------------------------------------------------------------
+def test_the_committed_schema_is_up_to_date():
+    result = runner.invoke(app, ["schema", "--check", "-o", str(COMMITTED)])
+    assert result.exit_code == 0, result.stderr
+    assert "up to date" in result.stderr
+    assert COMMITTED.read_text() == schema_text()
+
+
+def test_check_fails_on_a_stale_or_missing_copy(tmp_path):
+    stale = tmp_path / "netspec.schema.json"
+    stale.write_text(schema_text().replace("Mirrors torch.nn.Conv2d", "Mirrors nothing", 1))
+    result = runner.invoke(app, ["schema", "--check", "-o", str(stale)])
+    assert result.exit_code == 1
+    assert "stale" in result.stderr and f"netspec schema -o {stale}" in result.stderr
+    missing = runner.invoke(app, ["schema", "--check", "-o", str(tmp_path / "none.json")])
+    assert missing.exit_code == 1
+
+
+def test_schema_writes_the_file_or_stdout(tmp_path):
+    target = tmp_path / "deep" / "schema.json"
+    result = runner.invoke(app, ["schema", "-o", str(target)])
+    assert result.exit_code == 0
+    assert target.read_text() == schema_text()
+    printed = runner.invoke(app, ["schema", "-o", "-"])
+    assert json.loads(printed.stdout) == spec_schema()
+
+
+# -- structure: descriptions for editors ---------------------------------------------------------
+SCHEMA = json.loads(schema_text())
+DEFS = SCHEMA["$defs"]
+ENTRIES = [*LAYERS, *LOSSES, *OPTIMIZERS, *SCHEDULES]
+
+
+@pytest.mark.parametrize("cls", ENTRIES, ids=lambda c: c.__name__)
+def test_every_entry_has_described_definitions(cls):
+    model = DEFS[cls.__name__]
+    args = DEFS[f"{cls.__name__}Args"]
+    assert model["description"].strip()
+    assert model["required"][0] == "type"
+    assert "type" not in args["properties"]
+    for name, prop in args["properties"].items():
+        assert prop.get("description", "").strip(), f"{cls.__name__}.{name} has no description"
+    assert model["additionalProperties"] is False and args["additionalProperties"] is False
+
+
+def test_argument_free_layers_may_be_written_bare():
+    forms = SCHEMA["properties"]["layers"]["items"]["anyOf"]
+    bare = set(forms[0]["enum"])
+    expected = {
+        cls.model_fields["type"].default
+        for cls in LAYERS
+        if not any(f.is_required() for f in cls.model_fields.values())
+    }
+    assert bare == expected
+    assert "Conv2d" not in bare and "ReLU" in bare
+    refs = {f["$ref"] for f in forms if "$ref" in f}
+    assert refs == {f"#/$defs/{cls.__name__}" for cls in LAYERS}
+    assert sum("required" in f and f.get("additionalProperties") is False for f in forms) == len(
+        LAYERS
+    )
+
+
+# -- the schema accepts what netspec accepts -----------------------------------------------------
+SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
+    (ROOT / "specs" / "seed").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_spec_validates_against_the_schema(path):
+    assert valid(yaml.safe_load(path.read_text()), SCHEMA, SCHEMA)
+
+
+FORMS = [
+    "layers: [ReLU, Flatten]",
+    "layers:\n  - ReLU:\n  - Flatten: {start_dim: 1}",
+    "layers:\n  - {type: ReLU, inplace: true}\n  - {type: Flatten, name: flat}",
+    "layers:\n  - {ReLU: {inplace: false}, name: r, inputs: [input]}\n  - Flatten",
+    "layers: [ReLU]\nloss: MSELoss\ntrain: {optimizer: SGD, lr_schedule: {StepLR: {step_size: 1}}}",
+    "layers: [ReLU]\nloss: {type: L1Loss}\ntrain: {optimizer: {type: AdamW, betas: [0.8, 0.9]}}",
+]
+
+
+@pytest.mark.parametrize("tail", FORMS)
+def test_the_schema_accepts_all_three_forms(tail):
+    document = yaml.safe_load("input: {shape: [3, 4, 4]}\n" + tail)
+    netspec.loads(yaml.safe_dump(document))  # netspec accepts it ...
+    assert valid(document, SCHEMA, SCHEMA)  # ... and so does the schema
+
+
+BAD = [
+    "layers: [Nope]",
+    "layers: [Conv2d]",  # needs arguments
+    "layers: [{Conv2d: {in_channels: 3, out_channels: 4}}]",  # kernel_size missing
+    "layers: [{Conv2d: {in_channels: true, out_channels: 4, kernel_size: 3}}]",
+    "layers: [{ReLU: {inplace: true}, extra: 1}]",
+    "layers: [{type: ReLU, inplce: true}]",
+    "layers: [{Conv2d: {in_channels: 3, out_channels: 4, kernel_size: [1, 2, 3]}}]",
+    "layers: [ReLU]\nloss: Nope",
+    "layers: []",
+]
+
+
+@pytest.mark.parametrize("tail", BAD)
+def test_the_schema_refuses_what_netspec_refuses(tail):
+    text = "input: {shape: [3, 4, 4]}\n" + tail
+    with pytest.raises(netspec.SpecError):
+        netspec.loads(text)
+    assert not valid(yaml.safe_load(text), SCHEMA, SCHEMA)
+
+
+def test_the_schema_accepts_int_layer_references():
+    text = (
+        "input: {shape: [3]}\nlayers:\n  - ReLU\n  - {type: Add, inputs: [input, 0]}\n"
+        "outputs: [1]\n"
+    )
+    netspec.loads(text)
+    assert valid(yaml.safe_load(text), SCHEMA, SCHEMA)
