@@ -94,6 +94,7 @@ class Collector:
 
     source: Source
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    _seen: set[Diagnostic] = field(default_factory=set, repr=False)
 
     def error(self, path: Path, code: str, message: str, hint: str | None = None) -> None:
         self._add(path, code, message, hint, "error")
@@ -104,7 +105,8 @@ class Collector:
     def _add(self, path: Path, code: str, message: str, hint: str | None, severity: str) -> None:
         line, col = self.source.position(path)
         diagnostic = Diagnostic(self.source.name, line, col, code, message, hint, severity)
-        if diagnostic not in self.diagnostics:
+        if diagnostic not in self._seen:
+            self._seen.add(diagnostic)
             self.diagnostics.append(diagnostic)
 
     @property

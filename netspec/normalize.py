@@ -93,6 +93,10 @@ def normalize_entry(
     return entry, origin
 
 
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
@@ -104,9 +108,9 @@ def _kind(value: Any) -> str:
 def _form_message(what: str, value: Any) -> str:
     if isinstance(value, dict):
         keys = ", ".join(map(str, value)) or "nothing"
-        return f"a {what} mapping needs `type:` or exactly one name as key, received keys {keys}"
-    return f"expected a {what}, received {_kind(value)}"
+        return f"{_a(what)} mapping needs `type:` or exactly one name as key, received keys {keys}"
+    return f"expected {_a(what)}, received {_kind(value)}"
 
 
 def _form_hint(what: str) -> str:
-    return f"write `Name`, `Name: {{arg: value}}` or `{{type: Name, arg: value}}` for a {what}"
+    return f"write `Name`, `Name: {{arg: value}}` or `{{type: Name, arg: value}}` for {_a(what)}"

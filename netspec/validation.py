@@ -46,11 +46,13 @@ def yaml_repr(value: Any) -> str:
         return "null"
     if isinstance(value, str):
         return f"'{value}'"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "[" + ", ".join(yaml_repr(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {yaml_repr(v)}" for k, v in value.items()) + "}"
-    return repr(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return str(value)  # dates and other YAML scalars, as written
 
 
 def report_validation_error(
@@ -74,6 +76,8 @@ def report_validation_error(
         ctx_error = (item.get("ctx") or {}).get("error")
         if isinstance(ctx_error, ArgError) and ctx_error.field:
             real = (*real, ctx_error.field)
+        if item["type"] == "union_tag_invalid":  # point at `source:` itself
+            real = (*real, item["ctx"]["discriminator"].strip("'"))
         groups[real].append(item)
     for real, items in groups.items():
         path = _source_path((*prefix, *real), origins)
@@ -131,7 +135,7 @@ def _describe(
     if "missing" in types and isinstance(_lookup(data, real), list):
         value = _lookup(data, real)
         wanted = max(i["loc"][-1] for i in items if isinstance(i["loc"][-1], int)) + 1
-        message = f"{_subject(real)}: expected {wanted} items, received {yaml_repr(value)}"
+        message = f"{_subject(real)} must have {wanted} items, received {yaml_repr(value)}"
         return "invalid-arg", message, None
     if "missing" in types:
         owner = _owner_name(data, real)
@@ -144,6 +148,27 @@ def _describe(
             f"unknown argument '{field}'" + (f" for {owner.strip()}" if owner else ""),
             did_you_mean(str(field), choices)
             or (f"allowed: {', '.join(choices)}" if choices else None),
+        )
+    if first["type"] == "union_tag_invalid":  # an unknown data `source`
+        tag, expected = first["ctx"]["tag"], first["ctx"]["expected_tags"]
+        choices = [t.strip(" '") for t in expected.split(",")]
+        key = first["ctx"]["discriminator"].strip("'")
+        return (
+            "invalid-arg",
+            f"unknown {key} '{tag}', expected one of {expected}",
+            did_you_mean(str(tag), choices),
+        )
+    length = next((i for i in items if i["type"] in ("too_short", "too_long")), None)
+    if length is not None:  # of a list, or of a tuple (a union's tuple branch)
+        short = length["type"] == "too_short"
+        limit = length["ctx"]["min_length" if short else "max_length"]
+        bound = "at least" if short else "at most"
+        noun = "item" if limit == 1 else "items"
+        return (
+            "invalid-arg",
+            f"{_subject(real)} must have {bound} {limit} {noun}, "
+            f"received {yaml_repr(length['input'])}",
+            None,
         )
     ctx_error = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_error, ArgError):
