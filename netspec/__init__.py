@@ -3,6 +3,8 @@
     spec = netspec.load("model.yaml")
     report = netspec.infer(spec)
     net = netspec.compile(spec, device="cpu")
+    result = netspec.fit(spec, out="runs/model")       # or netspec.Trainer(spec, ...).fit()
+    evaluation = netspec.evaluate(spec, "runs/model/best.npz")
 
 Heavy parts (the NumPy runtime, CuPy) load only when first used, so `netspec check` stays fast.
 """
@@ -26,15 +28,20 @@ _LAZY = {
     "compile_loss": "netspec.losses",
     "compile_optimizer": "netspec.optim",
     "DeviceError": "netspec.backend",
+    "Trainer": "netspec.train",
+    "fit": "netspec.train",
+    "evaluate": "netspec.evaluation",
 }
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports lazily
     from netspec.backend import DeviceError  # noqa: F401
+    from netspec.evaluation import evaluate  # noqa: F401
     from netspec.graph import ShapeReport, infer  # noqa: F401
     from netspec.losses import compile_loss  # noqa: F401
     from netspec.network import Network, compile  # noqa: F401
     from netspec.optim import compile_optimizer  # noqa: F401
     from netspec.spec import Spec, load, loads  # noqa: F401
+    from netspec.train import Trainer, fit  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

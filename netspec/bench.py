@@ -59,7 +59,7 @@ def bench(
     def step() -> None:
         optimizer.zero_grad()
         loss(net(x), target)
-        net.backward(loss.backward())
+        net.backward(loss.backward(), input_grad=False)
         optimizer.step()
         net.synchronize()
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from netspec.diagnostics import Diagnostic, NetspecError, SpecError
+
+if TYPE_CHECKING:
+    from netspec.events import TrainResult
 
 app = typer.Typer(
     name="netspec",
@@ -39,7 +43,8 @@ def _source_text(path: Path) -> str | None:
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one error line (`message` is plain text, never markup) and make exit code 1."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -121,7 +126,7 @@ def schema(
         current = _source_text(Path(output))
         if current != text:
             raise fail(f"{output} is stale: run `netspec schema -o {output}` and commit it")
-        err.print(f"{output} is up to date", highlight=False)
+        err.print(f"{escape(output)} is up to date", highlight=False)
         return
     if output == "-":
         sys.stdout.write(text)
@@ -132,7 +137,7 @@ def schema(
         target.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
-    err.print(f"wrote {output}", highlight=False)
+    err.print(f"wrote {escape(output)}", highlight=False)
 
 
 DeviceOpt = Annotated[
@@ -142,9 +147,7 @@ DeviceOpt = Annotated[
 
 def fail_with_hint(exc: NetspecError) -> typer.Exit:
     """One error line (plus the hint line a DataError/CheckpointError/TrainingError has)."""
-    from rich.markup import escape
-
-    exit_ = fail(escape(getattr(exc, "message", None) or str(exc)))
+    exit_ = fail(getattr(exc, "message", None) or str(exc))
     hint = getattr(exc, "hint", None)
     if hint:
         err.print(f"  hint: {escape(hint)}", style="cyan", highlight=False, soft_wrap=True)
@@ -173,13 +176,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a spec's network on its data: progress, checkpoints, metrics.jsonl, a plot."""
-    from netspec.progress import (
-        interrupt_line,
-        progress_for,
-        render_files,
-        render_history,
-        render_sparklines,
-    )
+    from netspec.progress import progress_for
     from netspec.train import Trainer
 
     spec = load_spec(spec_path)
@@ -192,8 +189,16 @@ def train(
             result = trainer.fit(resume=resume)
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
+    show_training(result)
+
+
+def show_training(result: TrainResult) -> None:
+    """The end of `netspec train`: the history table, curves and files, or the interrupt
+    line and exit code 130."""
+    from netspec.progress import interrupt_line, render_files, render_history, render_sparklines
+
     if result.interrupted:
-        err.print(interrupt_line(result), highlight=False, soft_wrap=True)
+        err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     render_history(result, out)
     if result.plot_path is None:
@@ -213,8 +218,6 @@ def eval_command(
     ] = None,
 ) -> None:
     """Loss, accuracy and confusion matrix of a checkpoint on the validation data."""
-    from rich.markup import escape
-
     from netspec.progress import render_evaluation
     from netspec.train import evaluate
 
@@ -228,12 +231,37 @@ def eval_command(
     render_evaluation(result, spec.name, weights, out)
 
 
+@app.command("bench")
+def bench_command(
+    spec_path: SpecArg,
+    device: DeviceOpt = "cpu",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Samples per step.")
+    ] = 64,
+    repeats: Annotated[int, typer.Option("--repeats", "-r", min=1, help="Timed steps.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Time training steps and each layer's forward and backward (where time goes)."""
+    from netspec.bench import bench
+    from netspec.report import render_bench
+
+    spec = load_spec(spec_path)
+    try:
+        result = bench(spec, device=device, batch_size=batch_size, repeats=repeats)
+    except NetspecError as exc:
+        raise fail_with_hint(exc) from None
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        render_bench(result, out)
+
+
 def main() -> None:
     """Console-script entry point: netspec's own errors become one line, never a traceback."""
     try:
         app()
     except NetspecError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)

@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from netspec.spec import Spec
 
 
+class _CallContext(Context):
+    """A layer call's Context, plus whether backward must return the input gradient.
+
+    `needs_input_grad` is False when no input of the layer leads back to a parameter or to
+    an input gradient the caller asked for (the first Conv2d of a network, when training
+    calls backward(..., input_grad=False)): the layer may skip that work and return None.
+    """
+
+    __slots__ = ("needs_input_grad",)
+
+    def __init__(self, xp: Any, training: bool, rng: Any = None):
+        super().__init__(xp, training, rng)
+        self.needs_input_grad = True
+
+
 class StateDictError(NetspecError):
     """A state dict that does not fit the network (names, shapes)."""
 
@@ -50,6 +65,7 @@ class Network:
             node.name: ParamView(self.grads, f"{node.name}.") for node in graph.nodes
         }
         self._last_use = self._last_uses()
+        self._carries_grad = {flag: self._grad_paths(flag) for flag in (True, False)}
         self._contexts: dict[str, Context] = {}
         # When a dict, forward/backward add each layer's seconds to it ("name/forward"): bench.
         self.timings: dict[str, list[float]] | None = None
@@ -75,6 +91,16 @@ class Network:
             for ref in node.inputs:
                 last[ref] = k
         return last
+
+    def _grad_paths(self, input_grad: bool) -> dict[str, bool]:
+        """Per value: does its gradient reach a parameter, or the input when asked for?"""
+        reaches = {INPUT: input_grad}
+        for node in self.graph.nodes:  # topological order: inputs come first
+            has_parameters = bool(node.layer.parameter_shapes())
+            reaches[node.name] = has_parameters or any(
+                reaches.get(ref, False) for ref in node.inputs
+            )
+        return reaches
 
     # -- modes and state ------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Network:
@@ -128,7 +154,7 @@ class Network:
         outputs = set(self.graph.outputs)
         self._contexts = {}
         for k, node in enumerate(self.graph.nodes):
-            ctx = Context(self.xp, self.training, rng)
+            ctx = _CallContext(self.xp, self.training, rng)
             args = [values[ref] for ref in node.inputs]
             arg = args[0] if node.layer.arity == 1 else args
             with self._timed(node.name, "forward"):
@@ -143,11 +169,13 @@ class Network:
         result = tuple(values[ref] for ref in self.graph.outputs)
         return result[0] if len(result) == 1 else result
 
-    def backward(self, grad: Any) -> Any:
+    def backward(self, grad: Any, input_grad: bool = True) -> Any:
         """Back-propagate the gradient of the output(s); parameter grads accumulate.
 
-        Returns the gradient of the input. For several outputs pass a tuple (None for an
-        output that receives no gradient).
+        Returns the gradient of the input, or None with input_grad=False: a trainer that
+        never reads it saves the layers the work (the first Conv2d skips its largest
+        product). For several outputs pass a tuple (None for an output that receives no
+        gradient).
         """
         if not self._contexts:
             raise NetspecError("backward() needs a forward() call first")
@@ -157,6 +185,7 @@ class Network:
                 f"backward() got {len(grads_in)} gradient(s) for {len(self.graph.outputs)} "
                 "output(s); pass a tuple with one entry (or None) per output"
             )
+        carries_grad = self._carries_grad[input_grad]
         pending: dict[str, Any] = {}
         for ref, g in zip(self.graph.outputs, grads_in, strict=True):
             if g is not None and "." not in ref:
@@ -164,17 +193,20 @@ class Network:
         for node in reversed(self.graph.nodes):
             g = pending.pop(node.name, None)
             ctx = self._contexts.pop(node.name)
-            if g is None:
+            if g is None or not carries_grad[node.name]:
                 continue
+            ctx.needs_input_grad = any(carries_grad.get(ref, False) for ref in node.inputs)
             with self._timed(node.name, "backward"):
                 gx = node.layer.backward(
                     self._views[node.name], g, ctx, self._grad_views[node.name]
                 )
+            if not ctx.needs_input_grad:
+                continue
             gxs = [gx] if node.layer.arity == 1 else list(gx)
             for ref, gi in zip(node.inputs, gxs, strict=True):
-                if "." not in ref:  # side outputs (indices) carry no gradient
+                if carries_grad.get(ref, False):  # not side outputs (indices) nor unwanted
                     _accumulate(pending, ref, gi)
-        return pending.get(INPUT)
+        return pending.get(INPUT) if input_grad else None
 
     @contextmanager
     def _timed(self, name: str, phase: str) -> Iterator[None]:

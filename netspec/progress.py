@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from netspec.train import Callback, EvalResult, RunInfo, TrainResult
+from netspec.events import Callback, EvalResult, RunInfo, TrainResult
 
 # (metric, header, format) of the epoch line and the final table, in order.
 _COLUMNS = (
@@ -208,7 +209,7 @@ def render_files(result: TrainResult, console: Console) -> None:
     ]
     for label, path in rows:
         if path is not None:
-            console.print(f"{label + ':':<17}{path}", highlight=False, soft_wrap=True)
+            console.print(f"{label + ':':<17}{escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 def render_sparklines(history: list[dict], console: Console) -> None:
@@ -226,7 +227,8 @@ def render_evaluation(result: EvalResult, spec_name: str, weights: Path, console
     """Loss, accuracy and the confusion matrix of an evaluation."""
     epoch = f" (epoch {result.checkpoint_epoch})" if result.checkpoint_epoch else ""
     console.print(
-        f"{spec_name}: {weights}{epoch} on {result.samples} {result.split} samples",
+        f"{escape(spec_name)}: {escape(str(weights))}{epoch} on {result.samples} {result.split} "
+        "samples",
         highlight=False,
     )
     console.print(f"loss      {result.loss:.4f}", highlight=False)

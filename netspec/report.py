@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from netspec.bench import BenchResult
 from netspec.diagnostics import Diagnostic
 from netspec.graph import ShapeReport
 from netspec.layers.base import Shape, format_shape
@@ -93,3 +94,26 @@ def render_report(report: ShapeReport, console: Console) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         console.print(f"{key:<{width}}  {value}", highlight=False)
+
+
+def render_bench(result: BenchResult, console: Console) -> None:
+    """Per-layer forward/backward milliseconds and their share of the timed layers."""
+    table = Table(
+        title=f"{result.spec} on {result.device}, batch {result.batch_size}, "
+        f"median of {result.repeats} steps",
+        title_justify="left",
+    )
+    for column in ("Layer", "Type", "Forward ms", "Backward ms", "Share"):
+        table.add_column(column, justify="left" if column in ("Layer", "Type") else "right")
+    total = sum(t.forward_ms + t.backward_ms for t in result.layers) or 1.0
+    for t in result.layers:
+        share = (t.forward_ms + t.backward_ms) / total
+        table.add_row(t.name, t.type, f"{t.forward_ms:.3f}", f"{t.backward_ms:.3f}", f"{share:.1%}")
+    console.print(table)
+    console.print(
+        f"step (forward, loss, backward, update)  {result.step_ms:.2f} ms", highlight=False
+    )
+    console.print(
+        f"throughput                              {result.samples_per_second:,.0f} samples/s",
+        highlight=False,
+    )

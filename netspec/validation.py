@@ -132,9 +132,12 @@ def _describe(
     field = str(real[-1]) if real else None
     types = {item["type"] for item in items}
     first = items[0]
-    if "missing" in types and isinstance(_lookup(data, real), list):
+    positions = [
+        i["loc"][-1] for i in items if i["type"] == "missing" and isinstance(i["loc"][-1], int)
+    ]
+    if positions and isinstance(_lookup(data, real), list):  # a tuple given too few items
         value = _lookup(data, real)
-        wanted = max(i["loc"][-1] for i in items if isinstance(i["loc"][-1], int)) + 1
+        wanted = max(positions) + 1
         message = f"{_subject(real)} must have {wanted} items, received {yaml_repr(value)}"
         return "invalid-arg", message, None
     if "missing" in types:

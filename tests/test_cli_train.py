@@ -120,7 +120,7 @@ def test_ctrl_c_saves_and_exits_130_with_one_line(tmp_path, monkeypatch):
 
 
 def test_nan_loss_is_one_error_line_with_hint(tmp_path, monkeypatch):
-    monkeypatch.setattr("netspec.train._loss_value", lambda value: float("nan"))
+    monkeypatch.setattr("netspec.train.loss_value", lambda value: float("nan"))
     result = run("train", spec_file(tmp_path), "--out", str(tmp_path / "run"))
     assert result.exit_code == 1
     assert "error: the loss became nan at epoch 1, step 1 (batch 1 of 5)" in result.stderr
@@ -217,3 +217,17 @@ def test_epoch_line_and_evaluation_rendering(tmp_path):
     assert f"{evaluation.accuracy:.2%}" in text
     total = int(np.sum(evaluation.confusion))
     assert total == 18
+
+
+def test_main_prints_error_text_with_brackets_as_is(monkeypatch, capsys):
+    from netspec import cli
+    from netspec.diagnostics import NetspecError
+
+    def broken_app() -> None:
+        raise NetspecError("pip install 'netspec[cuda]' for [bold]GPUs[/bold]")
+
+    monkeypatch.setattr(cli, "app", broken_app)
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 1
+    assert "error: pip install 'netspec[cuda]' for [bold]GPUs[/bold]" in capsys.readouterr().err

@@ -132,6 +132,61 @@ def test_backward_before_forward_is_a_clear_error():
         net.backward(np.zeros((1, 10)))
 
 
+@pytest.mark.parametrize("path", SPECS)
+def test_backward_without_the_input_gradient(path):
+    """input_grad=False returns None and leaves every parameter gradient as it was."""
+    spec = _spec(path)
+    x = _batch(spec)
+    grads = []
+    for input_grad in (True, False):
+        net = netspec.compile(spec, dtype="float64", seed=1).train()
+        y = net(x)
+        gx = net.backward(np.ones_like(y), input_grad=input_grad)
+        assert (gx is None) == (not input_grad)
+        grads.append(net.grads)
+    for name, grad in grads[0].items():
+        np.testing.assert_allclose(grads[1][name], grad, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+PARAMETER_FREE_FIRST = """
+input: {shape: [2, 6, 6]}
+layers:
+  - {type: ReLU, name: act}
+  - {type: Conv2d, name: conv, in_channels: 2, out_channels: 3, kernel_size: 3}
+  - {type: Conv2d, name: head, in_channels: 3, out_channels: 2, kernel_size: 3}
+"""
+
+
+def test_layers_learn_whether_their_input_gradient_is_read(monkeypatch):
+    """Only a gradient that reaches a parameter or the wanted input is computed: with
+    input_grad=False neither the first convolution's dx nor the ReLU's backward runs."""
+    from netspec.layers.activation import ReLU
+    from netspec.layers.conv import Conv2d
+
+    asked: list[tuple[str, bool]] = []
+    conv_backward, relu_backward = Conv2d.backward, ReLU.backward
+
+    def conv_spy(self, p, g, ctx, grads):
+        asked.append((self.name, ctx.needs_input_grad))
+        return conv_backward(self, p, g, ctx, grads)
+
+    def relu_spy(self, p, g, ctx, grads):
+        asked.append((self.name, ctx.needs_input_grad))
+        return relu_backward(self, p, g, ctx, grads)
+
+    monkeypatch.setattr(Conv2d, "backward", conv_spy)
+    monkeypatch.setattr(ReLU, "backward", relu_spy)
+    net = netspec.compile(netspec.loads(PARAMETER_FREE_FIRST), dtype="float64")
+    x = _batch(netspec.loads(PARAMETER_FREE_FIRST), 2)
+    for input_grad, expected in [
+        (True, [("head", True), ("conv", True), ("act", True)]),
+        (False, [("head", True), ("conv", False)]),
+    ]:
+        asked.clear()
+        net.backward(np.ones_like(net(x)), input_grad=input_grad)
+        assert asked == expected
+
+
 GRAPH = """
 input: {shape: [2, 6, 6]}
 layers:

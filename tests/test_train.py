@@ -15,6 +15,7 @@ import pytest
 import netspec
 from netspec.checkpoint import load_checkpoint
 from netspec.diagnostics import NetspecError
+from netspec.metrics import Monitor as _Monitor
 from netspec.plot import sparkline, sparklines
 from netspec.progress import interrupt_line
 from netspec.train import (
@@ -22,7 +23,6 @@ from netspec.train import (
     NonFiniteLossError,
     Trainer,
     TrainingError,
-    _Monitor,
     evaluate,
     fit,
 )

@@ -1,16 +1,21 @@
 """Conv2d. Mirrors torch/nn/modules/conv.py.
 
-How it runs (pytorch-semantics.md §6), one code path for NumPy and CuPy:
-- forward: pad once, take a strided window view, copy it once into channel-major columns
-  (G, C/G·kh·kw, N·Ho·Wo), multiply by the weights (G, O/G, C/G·kh·kw) in one batched
-  matmul, and turn the channel-major result NCHW in the pass that adds the bias. A 1×1
-  kernel needs no special case: its columns are one transpose of the input.
-- backward: dW is a batched matmul of the saved columns with the gradient. The input
-  gradient takes the cheaper of two routes: with stride 1 (and, on the CPU, few output
-  channels) it correlates the zero-padded gradient with the flipped kernel, forward's im2col
-  and matmul again; otherwise it multiplies by the transposed weights and folds the columns
-  back with kh·kw slice-adds. The padding's adjoint comes last. Backward keeps the columns
-  and a few sizes, never the input.
+How it runs (pytorch-semantics.md §6), one code path for NumPy and CuPy, two layouts:
+- channels-last rows (the usual case): pad the input once into (N, Hp, Wp, C), copy its
+  windows into rows (N·Ho·Wo, kh·kw·C/G) and multiply by the weights (kh·kw·C/G, O/G). The
+  product is already the output, channels-last: the layer returns it as an (N, O, Ho, Wo)
+  view of that memory, so the next convolution needs no transpose, and its input gradient
+  comes back in the order the layer below saved. On the CPU the rows are built a block of
+  images at a time (kernels.image_blocks) into one reused buffer that stays in cache for the
+  GEMM; columns are never kept for backward unless they are that small.
+- backward: db is a GEMV; dW is gᵀ @ rows, the rows built again a block at a time. The input
+  gradient, with stride 1 and O <= C, correlates the zero-padded gradient with the flipped
+  kernel, and dW then comes from the same gradient windows; otherwise each kernel offset's
+  product g @ W[:, :, i, j] is added back onto the padded input (fold). The padding's adjoint
+  comes last. `ctx.needs_input_grad` False (the network's first layer in training) skips dx.
+- channel-major columns (one input channel a group: a first layer on grey images,
+  depthwise): columns (G, C/G·kh·kw, N·Ho·Wo) copy runs of Wo instead of runs of kw; they
+  are small, kept for dW, and the output is turned NCHW in the pass that adds the bias.
 """
 
 from __future__ import annotations
@@ -18,11 +23,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
-import numpy as np
 from pydantic import field_validator, model_validator
 
 from netspec.backend import array_module
-from netspec.kernels import Pads, fold, pad2d, pad2d_backward, window_view
+from netspec.kernels import (
+    Pads,
+    fits_one_block,
+    fold_into,
+    fpad,
+    fpad_backward,
+    im2col_channel_major,
+    im2col_rows,
+    image_blocks,
+    is_channels_last,
+    pad2d_backward,
+    to_channels_last,
+    to_layout,
+)
 from netspec.layers.base import (
     ArgError,
     Bool,
@@ -254,78 +271,183 @@ class Conv2d(Layer):
     # -- runtime -----------------------------------------------------------------------------
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         geo = self.geometry(x.shape)
-        padded = _pad_input(x, geo.pads, self.padding_mode)  # (N, C, Hp, Wp)
-        stride, dilation = pair(self.stride), pair(self.dilation)
-        col = _im2col(padded, pair(self.kernel_size), stride, dilation, geo.out, self.groups)
-        ctx.save(col, x.shape, geo)
-        y = _grouped(p.weight, self.groups) @ col  # (G, O/G, N*Ho*Wo)
-        return _to_batch_major(y, x.shape[0], geo.out, p.bias if self.bias else None)
+        if self._uses_rows(x.shape[1]):
+            return self._forward_rows(p, x, ctx, geo)
+        return self._forward_channel_major(p, x, ctx, geo)
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, O, Ho, Wo)
-        col, x_shape, geo = ctx.saved
-        g_col = _to_channel_major(g, self.groups)  # (G, O/G, N*Ho*Wo)
-        # (col @ gᵀ)ᵀ: the long N*Ho*Wo reduction runs as the GEMM's inner dimension of both.
-        grads.weight += (col @ g_col.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(p.weight.shape)
-        if self.bias:
-            grads.bias += g_col.sum(-1).reshape(-1)
-        if self._correlation_is_cheaper(array_module(g)):
-            dx = self._input_grad_by_correlation(p.weight, g, x_shape, geo)
+        layout, saved, x_shape, geo, channels_last = ctx.saved
+        input_grad = getattr(ctx, "needs_input_grad", True)
+        if layout == "rows":
+            dx = self._backward_rows(p, g, grads, input_grad, saved, x_shape, geo)
         else:
-            dx = self._input_grad_by_fold(p.weight, g_col, x_shape, geo)
+            dx = self._backward_channel_major(p, g, grads, input_grad, saved, x_shape, geo)
+        if dx is None:
+            return None
+        if self.padding_mode != "zeros":  # dx is on the padded plane: the padding's adjoint
+            dx = fpad_backward(dx, x_shape[2:], geo.pads, self.padding_mode)
+        return to_layout(dx, channels_last)  # what the layer below saved: no mixed layouts
+
+    def _uses_rows(self, channels: int) -> bool:
+        """Channels-last rows, unless a group has a single input channel.
+
+        Rows give the GEMM its faster (N·Ho·Wo, O) orientation and hand the next layer a
+        channels-last output, so the next convolution's input and gradient need no transpose
+        (VGG's 3-channel first layer: 5% off the step). With one channel a group, NCHW already
+        is channels-last and rows would copy runs of kw values where channel-major columns
+        copy runs of Wo (LeNet's first layer: a third off the step).
+        """
+        return channels // self.groups > 1
+
+    def _windows(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        return pair(self.kernel_size), pair(self.stride), pair(self.dilation)
+
+    # -- channels-last rows, a block of images at a time --------------------------------------
+    def _forward_rows(self, p: Any, x: Any, ctx: Any, geo: Geometry) -> Any:
         if self.padding_mode == "zeros":
-            return dx
-        return _pad_input_backward(dx, x_shape[2:], geo.pads, self.padding_mode)
+            padded = to_channels_last(x, geo.pads)  # (N, Hp, Wp, C)
+        else:
+            padded = to_channels_last(fpad(x, geo.pads, self.padding_mode))
+        weight = _rows_weight(p.weight, self.groups)  # (G, K/G, O/G)
+        n, pixels = x.shape[0], geo.out[0] * geo.out[1]
+        y = array_module(x).empty((n * pixels, self.out_channels), dtype=x.dtype)
+        values = self.groups * weight.shape[1] * pixels  # of columns, per image
+        blocks, buffer = image_blocks(n, values, x)
+        keep = fits_one_block(n * values, x)  # small columns serve backward too
+        col = None
+        for images in blocks:
+            col = im2col_rows(
+                padded[images], *self._windows(), geo.out, self.groups, None if keep else buffer
+            )
+            block = y[images.start * pixels : images.stop * pixels]  # (B*Ho*Wo, O)
+            _rows_product(col, weight, out=block)
+            if self.bias:
+                block += p.bias
+        ctx.save("rows", (padded, col if keep else None), x.shape, geo, is_channels_last(x))
+        return y.reshape(n, *geo.out, self.out_channels).transpose(0, 3, 1, 2)
 
-    def _correlation_is_cheaper(self, xp: Any) -> bool:
-        """Correlation needs stride 1. On the CPU it copies O·kh·kw rows of gradient windows
-        where the fold writes C·kh·kw rows and re-reads them in kh·kw read-modify-write passes
-        (about 2·O against 3·C); on a GPU the fold's 2·kh·kw small kernels always cost more."""
-        if pair(self.stride) != (1, 1):
-            return False
-        return xp is not np or 2 * self.out_channels < 3 * self.in_channels
+    def _backward_rows(self, p, g, grads, input_grad, saved, x_shape, geo):
+        (padded, col), rows = saved, _channels_last_rows(g)  # rows: (N*Ho*Wo, O)
+        if self.bias:  # a GEMV: .sum(0) over the rows takes 5x as long
+            grads.bias += array_module(g).ones(rows.shape[0], dtype=g.dtype) @ rows
+        if input_grad and self._correlation_pays(x_shape[1]):
+            dw, dx = self._correlate(p.weight, g, x_shape, geo, padded)
+        else:
+            dw = self._weight_grad_from_columns(rows, padded, geo, col)
+            dx = self._input_grad_by_fold(p.weight, rows, x_shape, geo) if input_grad else None
+        grads.weight += dw
+        return dx
 
-    def _input_grad_by_correlation(self, weight: Any, g: Any, x_shape: Shape, geo: Geometry):
-        """Stride 1: dx = g, zero-padded by d·(k−1), correlated with the flipped kernel.
+    def _correlation_pays(self, channels: int) -> bool:
+        """Stride 1, dx by correlation rather than the fold, when O <= C: correlation copies
+        kh·kw·O gradient values per input pixel into windows; the fold's products write
+        kh·kw·C values per output pixel and add them back in kh·kw passes. (Measured: LeNet's
+        6->16 layer 3x faster by the fold, VGG's equal-width layers ~10% faster correlated.)"""
+        return pair(self.stride) == (1, 1) and self.out_channels <= channels
+
+    def _correlate(self, weight: Any, g: Any, x_shape: Shape, geo: Geometry, padded: Any):
+        """Stride 1: dx is g, zero-padded by d·(k−1), correlated with the flipped kernel;
+        with the padded input, dW comes from the same windows: dW[i, j] = xᵀ @ g_windows at
+        offset (kh−1−i, kw−1−j). Returns (dW or None, dx).
 
         Zero padding wants dx on the input's own plane only (smaller pads, or a crop of g);
         the other modes want it on the whole padded plane, for their adjoint.
         """
-        (kh, kw), (dh, dw) = pair(self.kernel_size), pair(self.dilation)
+        xp, groups, (out_channels, per_group, kh, kw) = array_module(g), self.groups, weight.shape
+        _, _, (dh, dw) = self._windows()
         zeros = self.padding_mode == "zeros"
         top, bottom, left, right = geo.pads if zeros else (0, 0, 0, 0)
         plane = x_shape[2:] if zeros else geo.padded
         reach_h, reach_w = dh * (kh - 1), dw * (kw - 1)
         g_pads = (reach_h - top, reach_h - bottom, reach_w - left, reach_w - right)
-        g_padded = _pad_input(g, g_pads, "crop-zeros")  # (N, O, h + reach_h, w + reach_w)
-        g_windows = _im2col(g_padded, (kh, kw), (1, 1), (dh, dw), plane, self.groups)
-        groups, per_group = self.groups, weight.shape[1]
-        flipped = weight.reshape(groups, weight.shape[0] // groups, per_group, kh, kw)[
-            ..., ::-1, ::-1
-        ]
-        flipped = flipped.transpose(0, 2, 1, 3, 4).reshape(groups, per_group, g_windows.shape[1])
-        dx = flipped @ g_windows  # (G, C/G, N*h*w)
-        return _to_batch_major(dx, x_shape[0], plane, None)
+        per_out, width = out_channels // groups, kh * kw * out_channels // groups
+        flipped = weight.reshape(groups, per_out, per_group, kh, kw)[..., ::-1, ::-1]
+        flipped = flipped.transpose(0, 3, 4, 1, 2).reshape(groups, width, per_group)
+        (n, channels), pixels = x_shape[:2], plane[0] * plane[1]
+        dx = xp.empty((n * pixels, channels), dtype=g.dtype)
+        dw_flipped = xp.zeros((groups, width, per_group), dtype=g.dtype)  # (G, K', C/G)
+        blocks, buffer = image_blocks(n, groups * width * pixels, g)
+        for images in blocks:
+            g_padded = to_channels_last(g[images], g_pads)  # (B, h + reach_h, w + reach_w, O)
+            col = im2col_rows(g_padded, (kh, kw), (1, 1), (dh, dw), plane, groups, buffer)
+            rows = slice(images.start * pixels, images.stop * pixels)
+            _rows_product(col, flipped, out=dx[rows])
+            if padded is not None:
+                inputs = padded[images, top : top + plane[0], left : left + plane[1]]
+                inputs = inputs.reshape(rows.stop - rows.start, channels)  # (B*h*w, C)
+                dw_flipped += col.transpose(0, 2, 1) @ _grouped_rows(inputs, groups)
+        dx = dx.reshape(n, *plane, channels).transpose(0, 3, 1, 2)
+        if padded is None:
+            return None, dx
+        dw_flipped = dw_flipped.reshape(groups, kh, kw, per_out, per_group)[:, ::-1, ::-1]
+        return dw_flipped.transpose(0, 3, 4, 1, 2).reshape(weight.shape), dx
 
-    def _input_grad_by_fold(self, weight: Any, g_col: Any, x_shape: Shape, geo: Geometry):
-        """Any stride: columns from the transposed weights, summed back by kh·kw slice-adds."""
-        xp, kernel, groups = array_module(g_col), pair(self.kernel_size), self.groups
-        n, per_group = x_shape[0], weight.shape[1]
-        d_col = _grouped(weight, groups).transpose(0, 2, 1) @ g_col  # (G, C/G*kh*kw, N*Ho*Wo)
-        d_col = d_col.reshape(groups, per_group, *kernel, n, *geo.out)
-        dx = fold(
-            lambda i, j: d_col[:, :, i, j],  # (G, C/G, N, Ho, Wo)
-            (groups, per_group, n, *geo.padded),
-            kernel,
-            pair(self.stride),
-            pair(self.dilation),
-            geo.out,
-            xp,
-            d_col.dtype,
-        )
-        if self.padding_mode == "zeros":
-            dx = pad2d_backward(dx, x_shape[2:], geo.pads)
-        dx = dx.reshape(groups * per_group, n, *dx.shape[-2:])  # (C, N, h, w)
-        return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3))  # (N, C, h, w)
+    def _weight_grad_from_columns(self, rows: Any, padded: Any, geo: Geometry, col: Any):
+        """dW = gᵀ @ columns: those kept from forward (`col`), or else built again a block at
+        a time (large columns, kh·kw times the input, are not kept)."""
+        xp, groups = array_module(rows), self.groups
+        out_channels, per_group, kh, kw = self.weight_shape()
+        pixels, per_out = geo.out[0] * geo.out[1], out_channels // groups
+        dw = xp.zeros((groups, kh * kw * per_group, per_out), dtype=rows.dtype)
+        if col is not None:
+            blocks, buffer = [slice(0, padded.shape[0])], None
+        else:
+            blocks, buffer = image_blocks(padded.shape[0], groups * dw.shape[1] * pixels, padded)
+        for images in blocks:
+            if buffer is not None:
+                col = im2col_rows(padded[images], *self._windows(), geo.out, groups, buffer)
+            block = rows[images.start * pixels : images.stop * pixels]  # (B*Ho*Wo, O)
+            dw += col.transpose(0, 2, 1) @ _grouped_rows(block, groups)  # (G, K/G, O/G)
+        dw = dw.reshape(groups, kh, kw, per_group, per_out)
+        return dw.transpose(0, 4, 3, 1, 2).reshape(out_channels, per_group, kh, kw)
+
+    def _input_grad_by_fold(self, weight: Any, rows: Any, x_shape: Shape, geo: Geometry):
+        """Any stride: per kernel offset (i, j), g @ W[:, :, i, j] added onto the padded input
+        at that offset. Offset-major products make each add a run of Wo·C/G values."""
+        xp, groups = array_module(rows), self.groups
+        out_channels, per_group, kh, kw = weight.shape
+        kernel, stride, dilation = self._windows()
+        (hp, wp), pixels = geo.padded, geo.out[0] * geo.out[1]
+        taps = weight.reshape(groups, out_channels // groups, per_group, kh * kw)
+        taps = taps.transpose(0, 3, 1, 2)  # (G, kh*kw, O/G, C/G)
+        dx = xp.zeros((x_shape[0], hp, wp, groups, per_group), dtype=rows.dtype)
+        for images in image_blocks(x_shape[0], groups * kh * kw * per_group * pixels, rows)[0]:
+            block = _grouped_rows(rows[images.start * pixels : images.stop * pixels], groups)
+            d_col = (block[:, None] @ taps).reshape(
+                groups, kh, kw, images.stop - images.start, *geo.out, per_group
+            )  # (G, kh, kw, B, Ho, Wo, C/G)
+            fold_into(
+                dx[images].transpose(3, 4, 0, 1, 2),  # (G, C/G, B, Hp, Wp): a view, summed into
+                lambda i, j, d_col=d_col: d_col[:, i, j].transpose(0, 4, 1, 2, 3),
+                kernel,
+                stride,
+                dilation,
+                geo.out,
+            )
+        dx = dx.reshape(x_shape[0], hp, wp, groups * per_group).transpose(0, 3, 1, 2)
+        return pad2d_backward(dx, x_shape[2:], geo.pads) if self.padding_mode == "zeros" else dx
+
+    # -- channel-major columns, the whole batch at once ---------------------------------------
+    def _forward_channel_major(self, p: Any, x: Any, ctx: Any, geo: Geometry) -> Any:
+        """Few channels (a network's first layer, mostly): the columns are small, and kept
+        from forward to backward."""
+        padded = fpad(x, geo.pads, self.padding_mode)  # (N, C, Hp, Wp)
+        col = im2col_channel_major(padded, *self._windows(), geo.out, self.groups)
+        ctx.save("channel_major", col, x.shape, geo, is_channels_last(x))
+        y = _grouped(p.weight, self.groups) @ col  # (G, O/G, N*Ho*Wo)
+        return _to_batch_major(y, x.shape[0], geo.out, p.bias if self.bias else None)
+
+    def _backward_channel_major(self, p, g, grads, input_grad, col, x_shape, geo):
+        g_col = _to_channel_major(g, self.groups)  # (G, O/G, N*Ho*Wo)
+        # (col @ gᵀ)ᵀ: the long N*Ho*Wo reduction runs as the GEMM's inner dimension of both.
+        grads.weight += (col @ g_col.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(p.weight.shape)
+        if self.bias:
+            grads.bias += g_col.sum(-1).reshape(-1)
+        if not input_grad:
+            return None
+        if self._correlation_pays(x_shape[1]):
+            return self._correlate(p.weight, g, x_shape, geo, None)[1]
+        return self._input_grad_by_fold(p.weight, _channels_last_rows(g), x_shape, geo)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -354,17 +476,35 @@ def _grouped(weight: Any, groups: int) -> Any:
     return weight.reshape(groups, out_channels // groups, per_group * kh * kw)  # (G, O/G, K)
 
 
-def _im2col(padded, kernel, stride, dilation, out, groups) -> Any:
-    """Windows of padded (N, C, Hp, Wp) as channel-major columns (G, C/G*kh*kw, N*Ho*Wo).
+def _rows_weight(weight: Any, groups: int) -> Any:
+    """(O, C/G, kh, kw) -> (G, kh*kw*C/G, O/G), the row order of im2col_rows."""
+    out_channels, per_group, kh, kw = weight.shape
+    grouped = weight.reshape(groups, out_channels // groups, per_group, kh, kw)
+    return grouped.transpose(0, 3, 4, 2, 1).reshape(
+        groups, kh * kw * per_group, out_channels // groups
+    )
 
-    The one copy of the data; output columns stay innermost, so reads run along rows.
-    """
-    n, channels = padded.shape[:2]
-    windows = window_view(padded, kernel, stride, dilation, out)  # (N, C, Ho, Wo, kh, kw)
-    windows = windows.reshape(n, groups, channels // groups, *out, *kernel)
-    col = array_module(padded).ascontiguousarray(windows.transpose(1, 2, 5, 6, 0, 3, 4))
-    rows = channels // groups * kernel[0] * kernel[1]
-    return col.reshape(groups, rows, n * out[0] * out[1])  # from (G, C/G, kh, kw, N, Ho, Wo)
+
+def _channels_last_rows(g: Any) -> Any:
+    """(N, O, h, w) -> (N*h*w, O): a view when g is channels-last already."""
+    n, channels, height, width = g.shape
+    return to_layout(g, True).transpose(0, 2, 3, 1).reshape(n * height * width, channels)
+
+
+def _grouped_rows(rows: Any, groups: int) -> Any:
+    """(L, O) -> (G, L, O/G), a view."""
+    length, channels = rows.shape
+    return rows.reshape(length, groups, channels // groups).transpose(1, 0, 2)
+
+
+def _rows_product(col: Any, weight: Any, out: Any) -> None:
+    """out (L, O) = (G, L, K/G) @ (G, K/G, O/G), each row holding every group's outputs."""
+    if col.shape[0] == 1:
+        array_module(col).matmul(col[0], weight[0], out=out)
+    else:
+        out.reshape(out.shape[0], col.shape[0], weight.shape[2])[...] = (col @ weight).transpose(
+            1, 0, 2
+        )
 
 
 def _to_batch_major(y: Any, n: int, size: tuple[int, int], bias: Any) -> Any:
@@ -384,44 +524,3 @@ def _to_channel_major(g: Any, groups: int) -> Any:
         g.reshape(n, channels, height * width).transpose(1, 0, 2)
     )
     return g_cm.reshape(groups, channels // groups, n * height * width)  # from (O, N, h*w)
-
-
-# -- padding as F.pad does it: negative pads crop ------------------------------------------------
-def _split(pads: Pads) -> tuple[Pads, Pads]:
-    """Pads -> (growth, cuts)."""
-    return tuple(max(p, 0) for p in pads), tuple(max(-p, 0) for p in pads)  # type: ignore[return-value]
-
-
-def _crop(x: Any, cuts: Pads) -> Any:
-    top, bottom, left, right = cuts
-    return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right]
-
-
-def _uncrop(g: Any, cuts: Pads, size: tuple[int, int]) -> Any:
-    """Adjoint of _crop: g put back into zeros of the uncropped size."""
-    if not any(cuts):
-        return g
-    full = array_module(g).zeros((*g.shape[:-2], *size), dtype=g.dtype)
-    full[..., cuts[0] : cuts[0] + g.shape[-2], cuts[2] : cuts[2] + g.shape[-1]] = g
-    return full
-
-
-def _pad_input(x: Any, pads: Pads, mode: str) -> Any:
-    """Reflect/replicate pad, then crop; circular and "crop-zeros" crop, then pad."""
-    if mode == "zeros":
-        return pad2d(x, pads)
-    grow, cuts = _split(pads)
-    if mode in ("circular", "crop-zeros"):
-        return pad2d(_crop(x, cuts), grow, "circular" if mode == "circular" else "zeros")
-    return _crop(pad2d(x, grow, mode), cuts)
-
-
-def _pad_input_backward(g: Any, size: tuple[int, int], pads: Pads, mode: str) -> Any:
-    """Adjoint of _pad_input for a non-zero mode: g (N, C, Hp, Wp) -> (N, C, H, W)."""
-    grow, cuts = _split(pads)
-    height, width = size
-    if mode == "circular":
-        inner = (height - cuts[0] - cuts[1], width - cuts[2] - cuts[3])
-        return _uncrop(pad2d_backward(g, inner, grow, mode), cuts, size)
-    grown = (height + grow[0] + grow[1], width + grow[2] + grow[3])
-    return pad2d_backward(_uncrop(g, cuts, grown), size, grow, mode)

@@ -1,24 +1,32 @@
 """MaxPool2d, AvgPool2d, AdaptiveMaxPool2d, AdaptiveAvgPool2d. Mirrors torch/nn/modules/pooling.py.
 
 PyTorch's pooling constructors accept any values; every check runs at forward time, so here
-they all live in `output_shape` (as ShapeError, in PyTorch's order and words).
+they all live in `output_shape` (as ShapeError, in PyTorch's order and words). The window
+arithmetic (separable max and sums, their adjoints) lives in netspec.kernels.
 
-Max and average over a window are separable: reduce the width taps first, then the height
-taps. That is fewer passes than one per (i, j) offset, and for max it keeps PyTorch's
-row-major tie-breaking (first maximum wins; with NaNs, the last NaN wins).
+Gradients come back in the memory order of the input (NCHW or channels-last): the layer
+below combines them with arrays it saved in that order, and mixed orders cost a transpose.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BeforeValidator
 
 from netspec.backend import array_module
-from netspec.kernels import fold, pad2d
+from netspec.kernels import (
+    WindowAxis,
+    flat_indices,
+    is_channels_last,
+    max_windows,
+    max_windows_backward,
+    separable_max,
+    spread_windows,
+    to_layout,
+    window_sums,
+)
 from netspec.layers.base import Bool, Int, IntPair, Layer, Shape, ShapeError, format_shape, pair
 
 # `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`.
@@ -33,59 +41,6 @@ AdaptiveSize = (
 
 
 Pair = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class _Axis:
-    """The windows along one spatial axis: `out` windows of `kernel` taps over `size` inputs."""
-
-    size: int
-    kernel: int
-    stride: int
-    dilation: int
-    pad: int
-    out: int
-
-    @property
-    def extent(self) -> int:
-        """Padded length the windows reach: (out−1)·s + d·(k−1) + 1."""
-        return (self.out - 1) * self.stride + self.dilation * (self.kernel - 1) + 1
-
-    @property
-    def pads(self) -> tuple[int, int]:
-        """Padding before and after; the ceil_mode windows may reach past the declared pad."""
-        return self.pad, max(0, self.extent - self.pad - self.size)
-
-    @property
-    def tiles(self) -> bool:
-        """Windows tile the axis exactly (k == s, no dilation): backward is a reshape."""
-        return self.kernel == self.stride and self.dilation == 1
-
-    def taps(self, a: Any, axis: int) -> list[Any]:
-        """Strided views of `a` along `axis` (-2 or -1), one per kernel tap: (…, out, …)."""
-        span = self.stride * (self.out - 1) + 1
-        views = []
-        for t in range(self.kernel):
-            start = t * self.dilation
-            index = [slice(None)] * a.ndim
-            index[axis] = slice(start, start + span, self.stride)
-            views.append(a[tuple(index)])
-        return views
-
-    def first_inside(self) -> np.ndarray:
-        """Per window, the first tap that lands on the input rather than the padding."""
-        starts = np.arange(self.out) * self.stride - self.pad
-        return np.maximum(0, -(starts // self.dilation))  # ceil(−start / d)
-
-    def fold(self, g: Any, axis: int, length: int) -> Any:
-        """Adjoint of `taps` summed: add g (…, out, …) back at every tap, on `length` positions."""
-        xp = array_module(g)
-        shape = list(g.shape)
-        shape[axis] = length
-        result = xp.zeros(shape, dtype=g.dtype)
-        for view in self.taps(result, axis):
-            view += g
-        return result
 
 
 def _trunc_div(a: int, b: int) -> int:
@@ -119,7 +74,7 @@ def _require_nchw(layer: str, x: Shape) -> None:
         )
 
 
-def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[_Axis, _Axis]:
+def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[WindowAxis, WindowAxis]:
     """The height and width windows for input x, after PyTorch's checks in PyTorch's order."""
     _require_nchw(layer.type_name, x)
     kernel = pair(layer.kernel_size)  # type: ignore[attr-defined]
@@ -147,7 +102,7 @@ def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[_Axis, _Axi
             code="size",
         )
     axis_h, axis_w = (
-        _Axis(n, k, s, d, p, o)
+        WindowAxis(n, k, s, d, p, o)
         for n, k, s, d, p, o in zip((height, width), kernel, stride, dil, pad, outs, strict=True)
     )
     return axis_h, axis_w
@@ -196,172 +151,7 @@ def _check_window_args(
         )
 
 
-# -- max: values and the tap PyTorch picks ------------------------------------------------------
-def _index_dtype(taps: int) -> Any:
-    return np.uint8 if taps < 256 else np.int32
-
-
-def _max_first(taps: list[Any]) -> tuple[Any, Any]:
-    """Max over same-shaped taps and the first tap that holds it (exact unless NaN or all −inf).
-
-    The index counts the taps before the first match with boolean ands: no masked writes.
-    """
-    xp = array_module(taps[0])
-    best = taps[0].copy() if len(taps) == 1 else xp.maximum(taps[0], taps[1])
-    for view in taps[2:]:
-        xp.maximum(best, view, out=best)
-    index = xp.zeros(best.shape, dtype=_index_dtype(len(taps)))
-    if len(taps) > 1:
-        missed = taps[0] != best  # no tap so far holds the max
-        index += missed
-        for view in taps[1:-1]:
-            missed &= view != best
-            index += missed
-    return best, index
-
-
-def _max_exact(taps: list[Any], first: Any) -> tuple[Any, Any]:
-    """PyTorch's loop: start at −inf on tap `first` (the first one inside the input), then take
-    a tap when it is greater or NaN. So a NaN window reports its last NaN, and an all −inf
-    window its first input position, never the padding."""
-    xp = array_module(taps[0])
-    best = xp.full(taps[0].shape, -math.inf, dtype=taps[0].dtype)
-    dtype = _index_dtype(len(taps))
-    index = xp.broadcast_to(xp.asarray(first, dtype=dtype), best.shape).copy()
-    for t, view in enumerate(taps):
-        take = (view > best) | xp.isnan(view)
-        best = xp.where(take, view, best)
-        index = xp.where(take, dtype(t), index)
-    return best, index
-
-
-def _separable_max(x: Any, taps_w: Any, taps_h: Any, first_w: Any = 0, first_h: Any = 0):
-    """Max over 2-D windows: width taps first, then height taps, so the pick stays row-major.
-
-    Returns the values (N, C, oh, ow), the height tap and the width tap of each pick.
-    """
-    row_max, col = _max_first(taps_w(x))  # (N, C, H', ow)
-    y, row = _max_first(taps_h(row_max))  # (N, C, oh, ow)
-    if not bool((y > -math.inf).all()):  # rare: a NaN or an all −inf window
-        row_max, col = _max_exact(taps_w(x), first_w)
-        y, row = _max_exact(taps_h(row_max), first_h)
-    col_taps = taps_h(col)  # the width pick of each row in the window
-    if len(col_taps) == 1:
-        return y, row, col_taps[0].copy()
-    picked = (row == 0) * col_taps[0]
-    for i, view in enumerate(col_taps[1:], start=1):
-        picked += (row == i) * view
-    return y, row, picked
-
-
-def _max_windows(x: Any, ah: _Axis, aw: _Axis) -> tuple[Any, Any]:
-    """MaxPool2d forward: values and the window tap (i·kw + j) of each maximum."""
-    xp = array_module(x)
-    padded = pad2d(x, (*ah.pads, *aw.pads), value=-math.inf)[..., : ah.extent, : aw.extent]
-    y, row, col = _separable_max(
-        padded,
-        lambda a: aw.taps(a, -1),
-        lambda a: ah.taps(a, -2),
-        xp.asarray(aw.first_inside()),
-        xp.asarray(ah.first_inside()[:, None]),
-    )
-    return y, row * aw.kernel + col  # (N, C, oh, ow) both
-
-
-def _max_windows_backward(g: Any, tap: Any, ah: _Axis, aw: _Axis) -> Any:
-    """Route each output gradient to its window's maximum; overlapping windows add up."""
-    xp = array_module(g)
-    n, c, oh, ow = g.shape
-    kh, kw = ah.kernel, aw.kernel
-    if ah.tiles and aw.tiles:  # every input in exactly one window: write, don't add
-        windows = _scatter_tiles(g, tap, kh, kw)
-    else:
-        windows = fold(
-            lambda i, j: g * (tap == i * kw + j),
-            (n, c, ah.extent, aw.extent),
-            (kh, kw),
-            (ah.stride, aw.stride),
-            (ah.dilation, aw.dilation),
-            (oh, ow),
-            xp,
-            g.dtype,
-        )
-    return _unpad(windows, ah, aw)
-
-
-def _scatter_tiles(g: Any, tap: Any, kh: int, kw: int) -> Any:
-    """(N, C, oh·kh, ow·kw) holding g at each window's tap, zero elsewhere."""
-    xp = array_module(g)
-    n, c, oh, ow = g.shape
-    if kh * kw <= 4:  # a few masked products beat an index computation
-        blocks = xp.empty((n, c, oh, kh, ow, kw), dtype=g.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                xp.multiply(g, tap == i * kw + j, out=blocks[:, :, :, i, :, j])
-    else:  # one plain indexed write: each target is distinct
-        blocks = xp.zeros((n, c, oh, kh, ow, kw), dtype=g.dtype)
-        row = xp.arange(n * c * oh).reshape(n, c, oh, 1) * kh + tap // kw  # (N, C, oh, ow)
-        target = row * (ow * kw) + xp.arange(ow) * kw + tap % kw
-        blocks.reshape(-1)[target.ravel()] = g.ravel()
-    return blocks.reshape(n, c, oh * kh, ow * kw)
-
-
-def _flat_indices(tap: Any, ah: _Axis, aw: _Axis) -> Any:
-    """PyTorch's indices: h·W + w in the unpadded plane, int64."""
-    xp = array_module(tap)
-    width = aw.size
-    offsets = (
-        np.arange(ah.kernel)[:, None] * ah.dilation * width + np.arange(aw.kernel) * aw.dilation
-    )
-    rows = np.arange(ah.out) * ah.stride - ah.pad
-    cols = np.arange(aw.out) * aw.stride - aw.pad
-    starts = rows[:, None] * width + cols  # (oh, ow): each window's top-left corner
-    return xp.take(xp.asarray(offsets.ravel()), tap) + xp.asarray(starts)
-
-
-def _unpad(windows: Any, ah: _Axis, aw: _Axis) -> Any:
-    """The (…, H, W) input gradient from one over the padded extent the windows reach."""
-    height = min(ah.size, ah.extent - ah.pad)
-    width = min(aw.size, aw.extent - aw.pad)
-    inner = windows[..., ah.pad : ah.pad + height, aw.pad : aw.pad + width]
-    if (height, width) == (ah.size, aw.size):
-        return inner
-    # floor mode left the last rows or columns out of every window: their gradient is zero
-    result = array_module(windows).zeros((*windows.shape[:-2], ah.size, aw.size), windows.dtype)
-    result[..., :height, :width] = inner
-    return result
-
-
-def _sum_taps(taps: list[Any]) -> Any:
-    if len(taps) == 1:
-        return taps[0].copy()
-    total = taps[0] + taps[1]
-    for view in taps[2:]:
-        total += view
-    return total
-
-
-def _window_sums(x: Any, ah: _Axis, aw: _Axis) -> Any:
-    """Sums over zero-padded windows, width taps then height taps: (N, C, oh, ow)."""
-    padded = pad2d(x, (*ah.pads, *aw.pads))[..., : ah.extent, : aw.extent]
-    row_sums = _sum_taps(aw.taps(padded, -1))  # (N, C, H', ow)
-    return _sum_taps(ah.taps(row_sums, -2))
-
-
-def _spread(share: Any, ah: _Axis, aw: _Axis) -> Any:
-    """Adjoint of _window_sums: every input gets the share of each window it is in."""
-    n, c, oh, ow = share.shape
-    if ah.tiles and aw.tiles:
-        blocks = array_module(share).broadcast_to(
-            share[:, :, :, None, :, None], (n, c, oh, ah.kernel, ow, aw.kernel)
-        )
-        windows = blocks.reshape(n, c, oh * ah.kernel, ow * aw.kernel)
-    else:
-        windows = aw.fold(ah.fold(share, -2, ah.extent), -1, aw.extent)
-    return _unpad(windows, ah, aw)
-
-
-def _pooled_lengths(axis: _Axis, count_include_pad: bool) -> np.ndarray:
+def _pooled_lengths(axis: WindowAxis, count_include_pad: bool) -> np.ndarray:
     """AvgPool2d's divisor along one axis (the part past size + pad never counts)."""
     start = np.arange(axis.out) * axis.stride - axis.pad
     end = np.minimum(start + axis.kernel, axis.size + axis.pad)
@@ -402,14 +192,14 @@ class MaxPool2d(Layer):
 
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         ah, aw = _window_axes(self, x.shape, self.dilation)
-        y, tap = _max_windows(x, ah, aw)  # (N, C, oh, ow) both
-        ctx.save(tap, ah, aw)
+        y, tap = max_windows(x, ah, aw)  # (N, C, oh, ow) both
+        ctx.save(tap, ah, aw, is_channels_last(x))
         if self.return_indices:
-            ctx.emit("indices", _flat_indices(tap, ah, aw))
+            ctx.emit("indices", flat_indices(tap, ah, aw))
         return y
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
-        return _max_windows_backward(g, *ctx.saved)
+        return max_windows_backward(g, *ctx.saved)
 
 
 class AvgPool2d(Layer):
@@ -432,7 +222,7 @@ class AvgPool2d(Layer):
     divisor_override: Int | None = None
     """If set, divide every window sum by this instead of the window size."""
 
-    def _axes(self, x: Shape) -> tuple[_Axis, _Axis]:
+    def _axes(self, x: Shape) -> tuple[WindowAxis, WindowAxis]:
         if self.divisor_override == 0:  # PyTorch checks this first
             raise ShapeError("divisor must be not zero", field="divisor_override", code="value")
         return _window_axes(self, x)
@@ -441,7 +231,7 @@ class AvgPool2d(Layer):
         ah, aw = self._axes(x)
         return (x[0], x[1], ah.out, aw.out)
 
-    def _divisor(self, ah: _Axis, aw: _Axis) -> np.ndarray:
+    def _divisor(self, ah: WindowAxis, aw: WindowAxis) -> np.ndarray:
         if self.divisor_override is not None:
             return np.full((ah.out, aw.out), self.divisor_override)
         include = self.count_include_pad
@@ -450,14 +240,14 @@ class AvgPool2d(Layer):
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         ah, aw = self._axes(x.shape)
         divisor = ctx.xp.asarray(self._divisor(ah, aw), dtype=x.dtype)
-        ctx.save(divisor, ah, aw)
-        sums = _window_sums(x, ah, aw)  # (N, C, oh, ow)
+        ctx.save(divisor, ah, aw, is_channels_last(x))
+        sums = window_sums(x, ah, aw)  # (N, C, oh, ow)
         sums /= divisor
         return sums
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
-        divisor, ah, aw = ctx.saved
-        return _spread(g / divisor, ah, aw)
+        divisor, ah, aw, channels_last = ctx.saved
+        return to_layout(spread_windows(g / divisor, ah, aw), channels_last)
 
 
 # -- adaptive pooling ---------------------------------------------------------------------------
@@ -484,13 +274,13 @@ def _adaptive_size(layer: Layer, x: Shape) -> tuple[int, int]:
     return tuple(x[2 + i] if d is None else d for i, d in enumerate(size))  # type: ignore[return-value]
 
 
-def _adaptive_plan(x: Shape, out: tuple[int, int]) -> tuple[_Axis, _Axis] | None:
+def _adaptive_plan(x: Shape, out: tuple[int, int]) -> tuple[WindowAxis, WindowAxis] | None:
     """When the bins are equal, disjoint windows (size divisible by out): MaxPool2d's path."""
     (height, width), (oh, ow) = x[2:], out
     if oh < 1 or ow < 1 or height % oh or width % ow:  # type: ignore[operator]
         return None
     kh, kw = height // oh, width // ow  # type: ignore[operator]
-    return _Axis(height, kh, kh, 1, 0, oh), _Axis(width, kw, kw, 1, 0, ow)  # type: ignore[arg-type]
+    return WindowAxis(height, kh, kh, 1, 0, oh), WindowAxis(width, kw, kw, 1, 0, ow)  # type: ignore[arg-type]
 
 
 class AdaptiveMaxPool2d(Layer):
@@ -533,12 +323,12 @@ class AdaptiveMaxPool2d(Layer):
         n, c, oh, ow = self.output_shape(x.shape)
         plan = _adaptive_plan(x.shape, (oh, ow))
         if plan is not None:
-            y, tap = _max_windows(x, *plan)
-            ctx.save("windows", tap, *plan)
-            indices = _flat_indices(tap, *plan) if self.return_indices else None
+            y, tap = max_windows(x, *plan)
+            ctx.save("windows", tap, *plan, is_channels_last(x))
+            indices = flat_indices(tap, *plan) if self.return_indices else None
         else:
             y, indices = _max_bins(x, oh, ow)
-            ctx.save("bins", indices, x.shape)
+            ctx.save("bins", indices, x.shape, is_channels_last(x))
         if self.return_indices:
             ctx.emit("indices", indices)
         return y
@@ -546,8 +336,8 @@ class AdaptiveMaxPool2d(Layer):
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
         path, *saved = ctx.saved
         if path == "windows":
-            return _max_windows_backward(g, *saved)
-        indices, shape = saved
+            return max_windows_backward(g, *saved)
+        indices, shape, channels_last = saved
         n, c, height, width = shape
         xp = ctx.xp
         planes = xp.arange(n * c).reshape(n, c, 1, 1) * (height * width)
@@ -555,7 +345,7 @@ class AdaptiveMaxPool2d(Layer):
         dx = xp.bincount(
             (indices + planes).ravel(), weights=g.ravel(), minlength=n * c * height * width
         )
-        return dx.reshape(shape).astype(g.dtype, copy=False)
+        return to_layout(dx.reshape(shape).astype(g.dtype, copy=False), channels_last)
 
 
 def _max_bins(x: Any, oh: int, ow: int) -> tuple[Any, Any]:
@@ -569,7 +359,7 @@ def _max_bins(x: Any, oh: int, ow: int) -> tuple[Any, Any]:
     rows, cols = _bin_taps(height, oh), _bin_taps(width, ow)  # (oh, Lh), (ow, Lw)
     row_lists = [xp.asarray(rows[:, t]) for t in range(rows.shape[1])]
     col_lists = [xp.asarray(cols[:, t]) for t in range(cols.shape[1])]
-    y, row_tap, col_tap = _separable_max(
+    y, row_tap, col_tap = separable_max(
         x,
         lambda a: [xp.take(a, chosen, axis=-1) for chosen in col_lists],  # (N, C, H, ow) each
         lambda a: [xp.take(a, chosen, axis=-2) for chosen in row_lists],  # (N, C, oh, ow) each
@@ -622,27 +412,27 @@ class AdaptiveAvgPool2d(Layer):
         if plan is not None:  # equal bins: AvgPool2d with kernel = stride = size // out
             ah, aw = plan
             share = xp.asarray(1 / (ah.kernel * aw.kernel), dtype=x.dtype)
-            ctx.save("windows", share, ah, aw)
-            return _window_sums(x, ah, aw) * share
+            ctx.save("windows", is_channels_last(x), share, ah, aw)
+            return window_sums(x, ah, aw) * share
         height, width = x.shape[2:]
         # averaging matrices, y = A_h @ x @ A_wᵀ, as two large GEMMs
         mean_h = xp.asarray(_bin_matrix(height, oh), dtype=x.dtype)  # (oh, H)
         mean_w = xp.asarray(_bin_matrix(width, ow), dtype=x.dtype)  # (ow, W)
-        ctx.save("matrices", mean_h, mean_w)
+        ctx.save("matrices", is_channels_last(x), mean_h, mean_w)
         cols = (x.reshape(n * c * height, width) @ mean_w.T).reshape(n * c, height, ow)
         y = cols.transpose(0, 2, 1).reshape(n * c * ow, height) @ mean_h.T  # (N*C*ow, oh)
         return y.reshape(n, c, ow, oh).transpose(0, 1, 3, 2)
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
-        path, *saved = ctx.saved
+        path, channels_last, *saved = ctx.saved
         if path == "windows":
             share, ah, aw = saved
-            return _spread(g * share, ah, aw)
+            return to_layout(spread_windows(g * share, ah, aw), channels_last)
         mean_h, mean_w = saved
         (n, c, oh, ow), height, width = g.shape, mean_h.shape[1], mean_w.shape[1]
         rows = (g.reshape(n * c * oh, ow) @ mean_w).reshape(n * c, oh, width)
         dx = rows.transpose(0, 2, 1).reshape(n * c * width, oh) @ mean_h  # (N*C*W, H)
-        return dx.reshape(n, c, width, height).transpose(0, 1, 3, 2)
+        return to_layout(dx.reshape(n, c, width, height).transpose(0, 1, 3, 2), channels_last)
 
 
 def _bin_matrix(size: int, out: int) -> np.ndarray:

@@ -24,9 +24,9 @@ from netspec.layers.activation import (
     Sigmoid,
     Softmax,
     Tanh,
-    _erf,
 )
 from netspec.layers.base import ArgError, ShapeError
+from netspec.special import erf as _erf
 from tests.harness import LayerRun, gradcheck, torch_parity
 
 ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, ReLU6, GELU, SELU)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from netspec import kernels
 from netspec.backend import cuda_available
 from netspec.layers.base import ArgError, Context, ParamView, ShapeError
 from netspec.layers.conv import Conv2d
@@ -50,6 +51,12 @@ def our_outcome(kwargs, shape, layer=None):
         return "shape", (layer or Conv2d(**kwargs)).output_shape(shape)
     except ShapeError as error:
         return "error", error.message
+
+
+def dense_in(a, order: str) -> bool:
+    """Whether (N, C, H, W) `a` is one dense block in memory order 'nchw' or 'channels_last'
+    (with one channel, both)."""
+    return (a if order == "nchw" else a.transpose(0, 2, 3, 1)).flags.c_contiguous
 
 
 def same_message(ours: str, theirs: str) -> bool:
@@ -408,7 +415,7 @@ def test_float32_stays_float32_and_grads_accumulate():
     x = sample((2, 3, 6, 6), dtype=np.float32)
     original = x.copy()
     y = run.forward(x)
-    assert y.dtype == np.float32 and y.flags.c_contiguous
+    assert y.dtype == np.float32 and (dense_in(y, "nchw") or dense_in(y, "channels_last"))
     gx = run.backward(np.ones_like(y))
     assert gx.dtype == np.float32 and gx.shape == x.shape
     assert all(g.dtype == np.float32 for g in run.grads.values())
@@ -418,6 +425,71 @@ def test_float32_stays_float32_and_grads_accumulate():
     for name, grad in run.grads.items():
         np.testing.assert_allclose(grad, 2 * once[name], rtol=1e-6)
     np.testing.assert_array_equal(x, original)
+
+
+# -- layouts, image blocks and the skipped input gradient ---------------------------------------
+ROUTE_CASES = [
+    case(4, 4, 3, (5, 4, 6, 7), padding=1),  # rows; dx and dW by correlation
+    case(2, 6, (3, 2), (5, 2, 7, 6), padding=(2, 1), dilation=(1, 2)),  # rows; dx folded
+    case(4, 6, 3, (5, 4, 9, 8), stride=2, groups=2, padding_mode="reflect"),  # strided fold
+    case(6, 3, (2, 3), (5, 6, 6, 7), groups=3, padding="same", padding_mode="circular"),
+    case(1, 3, 3, (5, 1, 6, 6), padding=1),  # channel-major columns
+    case(3, 3, 3, (5, 3, 7, 6), stride=(1, 2), groups=3, padding=(0, 2)),  # depthwise
+]
+
+
+@pytest.mark.parametrize(("kwargs", "shape"), ROUTE_CASES, ids=str)
+@pytest.mark.parametrize("block_bytes", [1, 2**30])
+def test_parity_in_one_image_blocks_and_with_kept_columns(torch, monkeypatch, kwargs, shape,
+                                                          block_bytes):  # fmt: skip
+    """Tiny CPU blocks: rows built an image at a time, never kept; huge ones: the whole
+    batch's columns built at once and kept for backward."""
+    monkeypatch.setattr(kernels, "CPU_BLOCK_BYTES", block_bytes)
+    torch_parity(Conv2d(**kwargs), torch.nn.Conv2d(**kwargs), sample(shape))
+
+
+@pytest.mark.parametrize(("kwargs", "shape"), ROUTE_CASES, ids=str)
+def test_channels_last_arrays_give_the_same_results_in_their_own_order(kwargs, shape):
+    layer = Conv2d(**kwargs)
+    x, g = sample(shape), sample(layer.output_shape(shape), seed=1)
+    results = []
+    for order in ("nchw", "channels_last"):
+        xs, gs = (kernels.to_layout(a, order == "channels_last") for a in (x, g))
+        assert dense_in(xs, order)
+        run = LayerRun.build(layer)
+        y = run.forward(xs)
+        gx = run.backward(gs)
+        assert dense_in(y, "nchw") or dense_in(y, "channels_last")
+        assert dense_in(gx, order)  # what the layer below saved: no mixed orders
+        results.append([y, gx, *run.grads.values()])
+    for ours, reference in zip(*results, strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-12)
+
+
+class NoInputGradContext(Context):
+    """What the network passes when nothing reads the layer's input gradient."""
+
+    __slots__ = ("needs_input_grad",)
+
+    def __init__(self, xp, training):
+        super().__init__(xp, training)
+        self.needs_input_grad = False
+
+
+@pytest.mark.parametrize(("kwargs", "shape"), ROUTE_CASES, ids=str)
+def test_backward_skips_the_input_gradient_when_nothing_needs_it(kwargs, shape):
+    layer = Conv2d(**kwargs)
+    x, g = sample(shape), sample(layer.output_shape(shape), seed=1)
+    store = layer.init(np.random.default_rng(0))
+    grads = []
+    for ctx in (Context(np, True), NoInputGradContext(np, True)):
+        grad = {k: np.zeros_like(v) for k, v in store.items()}
+        layer.forward(ParamView(store, ""), x, ctx)
+        gx = layer.backward(ParamView(store, ""), g, ctx, ParamView(grad, ""))
+        assert (gx is None) == isinstance(ctx, NoInputGradContext)
+        grads.append(grad)
+    for name in store:
+        np.testing.assert_allclose(grads[1][name], grads[0][name], rtol=1e-12, err_msg=name)
 
 
 def test_backward_keeps_no_input():

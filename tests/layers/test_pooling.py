@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from netspec.kernels import to_layout
 from netspec.layers.base import Context, ParamView, ShapeError
 from netspec.layers.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 from tests.harness import LayerRun, gradcheck, torch_parity
@@ -476,6 +477,35 @@ def test_empty_batch_runs():
         out = layer.output_shape((0, 2, 6, 6))
         y, gx, _ = forward_backward(layer, np.zeros((0, 2, 6, 6)), np.zeros(out))
         assert y.shape == out and gx.shape == (0, 2, 6, 6)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        MaxPool2d(kernel_size=2, return_indices=True),  # tiles: the scatter path
+        MaxPool2d(kernel_size=3, return_indices=True),  # tiles of 9 taps: an indexed write
+        MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True),  # overlapping: the fold
+        AvgPool2d(kernel_size=2),
+        AvgPool2d(kernel_size=3, stride=2, padding=1),
+        AdaptiveMaxPool2d(output_size=4, return_indices=True),
+        AdaptiveMaxPool2d(output_size=(5, 7)),
+        AdaptiveAvgPool2d(output_size=4),
+        AdaptiveAvgPool2d(output_size=(5, 7)),
+    ],
+    ids=repr,
+)
+def test_gradient_keeps_the_memory_order_of_the_input(layer):
+    """A channels-last input (a convolution's output) gets a channels-last gradient with the
+    same values: the layer below multiplies it with arrays it saved in that order."""
+    x = distinct((2, 3, 12, 12))
+    g = np.random.default_rng(1).standard_normal(layer.output_shape(x.shape))
+    expected = forward_backward(layer, x, g)
+    assert expected[1].flags.c_contiguous
+    got = forward_backward(layer, to_layout(x, True), to_layout(g, True))
+    assert got[1].transpose(0, 2, 3, 1).flags.c_contiguous
+    for want, have in zip(expected, got, strict=True):
+        if want is not None:
+            np.testing.assert_array_equal(have, want)
 
 
 # -- CuPy -------------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""Where samples come from: scikit-learn's digits, an `.npz` archive, or seeded synthetic
+data. Each source returns raw (x, y) arrays; checks.py makes them fit the network.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import zipfile
+import zlib
+
+import numpy as np
+
+from netspec.data.base import SYNTHETIC_STREAM, DataError, Targets, seeded_rng
+from netspec.data.schemas import DigitsData, NpzData, SyntheticData
+
+_TEACHER_RANK = 32  # a low-rank teacher keeps synthetic data cheap for image-sized inputs
+
+
+def read_source(
+    data_spec: DigitsData | NpzData | SyntheticData,
+    input_shape: tuple[int, ...],
+    targets: Targets,
+    seed: int,
+    spec_dir: pathlib.Path | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The raw (x, y) of a source, and its name for messages and reports."""
+    if isinstance(data_spec, DigitsData):
+        return *read_digits(), "digits"
+    if isinstance(data_spec, SyntheticData):
+        x, y = synthesize(data_spec.samples, input_shape, targets, seed)
+        return x, y, "synthetic"
+    path = resolve_path(data_spec.path, spec_dir)
+    x, y = read_npz(path, data_spec.x_key, data_spec.y_key)
+    return x, y, f"npz:{path}"
+
+
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits  # heavy: only when training needs it
+    except ImportError as error:
+        raise DataError(
+            f"the digits dataset needs scikit-learn, which cannot be imported ({error})",
+            hint="pip install scikit-learn",
+        ) from None
+    x, y = load_digits(return_X_y=True)  # (1797, 64) floats 0..16, (1797,) ints 0..9
+    return x, y
+
+
+def synthesize(
+    samples: int, input_shape: tuple[int, ...], targets: Targets, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """x ~ N(0, 1) and the outputs of a fixed random low-rank linear teacher (their argmax
+    over dim 1 for classification)."""
+    rng = seeded_rng(seed, SYNTHETIC_STREAM)
+    features = math.prod(input_shape)
+    outputs = math.prod(targets.float_shape)
+    rank = min(_TEACHER_RANK, features)
+    # The teacher comes first so it does not depend on `samples`. Unit-variance output:
+    # each factor is scaled by 1/sqrt(its fan-in).
+    down = rng.standard_normal((features, rank)) / math.sqrt(features)
+    up = rng.standard_normal((rank, outputs)) / math.sqrt(rank)
+    x = rng.standard_normal((samples, *input_shape))
+    z = (x.reshape(samples, features) @ down @ up).reshape(samples, *targets.float_shape)
+    if targets.num_classes is not None:
+        return x, z.argmax(axis=1)  # (samples, *output_shape[2:]) class indices
+    return x, z
+
+
+def resolve_path(path: str, spec_dir: pathlib.Path | None) -> pathlib.Path:
+    """A data path: relative ones start at the spec's folder (None: the working directory)."""
+    resolved = pathlib.Path(path).expanduser()
+    if not resolved.is_absolute():
+        resolved = (spec_dir if spec_dir is not None else pathlib.Path.cwd()) / resolved
+    return resolved
+
+
+def read_npz(path: pathlib.Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(
+            f"npz file not found: {path}", hint="a relative path starts at the spec's folder"
+        )
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file gives one ndarray
+            raise DataError(
+                f"{path} holds a single array, not an .npz archive",
+                hint="write it with numpy.savez(path, x=..., y=...)",
+            )
+        with archive:
+            missing = [key for key in (x_key, y_key) if key not in archive.files]
+            if missing:
+                have = ", ".join(repr(k) for k in archive.files) or "none"
+                raise DataError(
+                    f"{path} has no array {missing[0]!r}; it has: {have}",
+                    hint="set x_key / y_key to the names used in the file",
+                )
+            return archive[x_key], archive[y_key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(f"cannot read npz file {path}: {error}") from None

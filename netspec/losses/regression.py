@@ -1,0 +1,40 @@
+"""Elementwise regression losses: L1Loss and MSELoss. Mirrors torch/nn/modules/loss.py."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from netspec.layers.base import Context
+from netspec.losses.base import Loss
+
+
+class L1Loss(Loss):
+    """Mean absolute error |x - y|. Mirrors torch.nn.L1Loss, except that a target of another
+    shape is an error (PyTorch broadcasts it with a warning)."""
+
+    type: Literal["L1Loss"] = "L1Loss"
+
+    def forward(self, x: Any, target: Any, ctx: Context) -> Any:
+        diff = x - self._same_shape_target(x, target)
+        ctx.save(ctx.xp.sign(diff))  # the gradient at 0 is 0, as in PyTorch
+        return self._reduce(ctx.xp.abs(diff), diff.size, ctx.xp)
+
+    def backward(self, grad: Any, ctx: Context) -> Any:
+        (sign,) = ctx.saved
+        return sign * self._element_grad(grad, ctx, sign.shape, sign.size, sign.dtype)
+
+
+class MSELoss(Loss):
+    """Mean squared error (x - y)². Mirrors torch.nn.MSELoss, except that a target of another
+    shape is an error (PyTorch broadcasts it with a warning)."""
+
+    type: Literal["MSELoss"] = "MSELoss"
+
+    def forward(self, x: Any, target: Any, ctx: Context) -> Any:
+        diff = x - self._same_shape_target(x, target)
+        ctx.save(diff)
+        return self._reduce(diff * diff, diff.size, ctx.xp)
+
+    def backward(self, grad: Any, ctx: Context) -> Any:
+        (diff,) = ctx.saved
+        return 2 * diff * self._element_grad(grad, ctx, diff.shape, diff.size, diff.dtype)

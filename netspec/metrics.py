@@ -1,0 +1,135 @@
+"""The metrics a run watches and logs: the best checkpoint's and early stopping's monitors,
+the value ReduceLROnPlateau steps on, and `metrics.jsonl` (one JSON line per epoch).
+
+A monitor follows Keras' EarlyStopping rule: a value improves on the best one by more than
+`min_delta` (down in mode 'min', up in 'max'; 'auto' means 'max' for accuracies), and the
+run stops after `patience` epochs in a row without improvement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netspec.events import TrainingError
+from netspec.schedule import ReduceLROnPlateau
+
+if TYPE_CHECKING:
+    from netspec.spec import TrainSpec
+
+
+class Monitor:
+    """Tracks the best value of one metric (Keras' EarlyStopping rule with min_delta)."""
+
+    def __init__(self, metric: str, mode: str, min_delta: float = 0.0, patience: int = 0):
+        if mode == "auto":
+            mode = "max" if metric.endswith("accuracy") else "min"
+        self.metric, self.mode, self.min_delta, self.patience = metric, mode, min_delta, patience
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.wait = 0
+
+    def update(self, metrics: dict) -> bool:
+        """Record an epoch's metrics; True when the monitored value improved."""
+        value = metrics.get(self.metric)
+        if value is None:
+            self.wait += 1
+            return False
+        sign = 1.0 if self.mode == "min" else -1.0
+        improved = self.best is None or sign * (value - self.best) < -self.min_delta
+        if improved:
+            self.best, self.best_epoch, self.wait = value, metrics["epoch"], 0
+        else:
+            self.wait += 1
+        return improved
+
+    @property
+    def exhausted(self) -> bool:
+        """Keras' rule: stop after `patience` epochs in a row without improvement (0: the
+        first one)."""
+        return self.wait >= max(self.patience, 1)
+
+    def state(self) -> dict:
+        return {
+            "metric": self.metric,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+        }
+
+    def load(self, state: dict) -> None:
+        """Go on from a saved state; one of another metric (the spec changed) is ignored."""
+        if state["metric"] == self.metric:
+            self.best, self.best_epoch = state["best"], state["best_epoch"]
+            self.wait = state["wait"]
+
+
+def monitors_for(
+    train: TrainSpec, has_validation: bool, classification: bool, loss_type: str
+) -> tuple[Monitor, Monitor | None]:
+    """The monitor of best.npz and the early-stopping one (same metric when both)."""
+    stopping = train.early_stopping
+    if stopping is None:
+        default = "val_loss" if has_validation else "loss"
+        return Monitor(default, "auto"), None
+    metric = stopping.monitor
+    if metric.startswith("val_") and not has_validation:
+        raise TrainingError(
+            f"early_stopping monitors {metric}, but the data has no validation split",
+            hint="set data.validation_split above 0, or monitor: " + metric.removeprefix("val_"),
+        )
+    if metric.endswith("accuracy") and not classification:
+        raise TrainingError(
+            f"early_stopping monitors {metric}, but accuracy is only measured for "
+            f"CrossEntropyLoss (the spec's loss is {loss_type})",
+            hint="monitor: " + metric.replace("accuracy", "loss"),
+        )
+    best = Monitor(metric, stopping.mode)
+    return best, Monitor(metric, stopping.mode, stopping.min_delta, stopping.patience)
+
+
+def plateau_metric(
+    train: TrainSpec, metrics: dict, has_validation: bool, classification: bool
+) -> float | None:
+    """ReduceLROnPlateau's metric: val_loss (loss without validation); in mode 'max',
+    val_accuracy for classification. None for the other schedules."""
+    schedule = train.lr_schedule
+    if not isinstance(schedule, ReduceLROnPlateau):
+        return None
+    prefix = "val_" if has_validation else ""
+    wants_accuracy = schedule.mode == "max" and classification
+    value = metrics.get(prefix + ("accuracy" if wants_accuracy else "loss"))
+    return value if value is not None else math.nan
+
+
+def finite_or_none(value: Any) -> Any:
+    """Metrics log values: NaN and infinities become None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLog:
+    """`metrics.jsonl` in a run's folder: one line of metrics per completed epoch."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / "metrics.jsonl"
+
+    def start(self, history: list[dict]) -> None:
+        """Start the file over from the (resumed) history: it always matches it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lines = "".join(json.dumps(m) + "\n" for m in history)
+            self.path.write_text(lines, encoding="utf-8")
+        except OSError as exc:
+            raise TrainingError(f"cannot write to {self.folder}: {exc.strerror or exc}") from None
+
+    def append(self, metrics: dict) -> None:
+        try:
+            with self.path.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(metrics) + "\n")
+        except OSError as exc:
+            raise TrainingError(f"cannot write {self.path}: {exc.strerror}") from None

@@ -1,0 +1,169 @@
+"""Resuming a run exactly: a trainer's whole state as a Checkpoint, and back.
+
+A checkpoint holds the network, optimizer and schedule states plus a meta document: the
+position (epoch, step, batch in the epoch, the epoch's running sums and the shuffle RNG
+state at its start), the monitors and the history, so that a resumed run draws the same
+batches and logs the same numbers as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netspec.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_fits,
+    network_fingerprint,
+    spec_meta,
+)
+from netspec.network import StateDictError
+from netspec.optim import OptimizerStateError
+
+if TYPE_CHECKING:
+    from netspec.network import Network
+    from netspec.schedule import Scheduler
+    from netspec.spec import Spec
+    from netspec.train import Trainer
+
+_COUNTERS = ("seen", "correct", "counted")
+
+
+@dataclass
+class Position:
+    """Where a run is; all of it goes into the checkpoint so a resumed run goes on exactly."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    batch: int = 0  # batches done in the current epoch
+    epoch_rng: dict = field(default_factory=dict)  # shuffle RNG state at this epoch's start
+    loss_sum: float = 0.0  # running sums of the current epoch
+    seen: int = 0
+    correct: int = 0
+    counted: int = 0
+    elapsed: float = 0.0  # seconds spent in the current epoch before a resume
+
+    def running(self, elapsed: float) -> dict[str, Any]:
+        """The current epoch's running sums, as the checkpoint's meta stores them."""
+        return {
+            "loss_sum": self.loss_sum,
+            "seen": self.seen,
+            "correct": self.correct,
+            "counted": self.counted,
+            "elapsed": elapsed,
+        }
+
+    def load(self, meta: dict, batches: int) -> None:
+        """Take the position from a checkpoint's meta; ValueError (or KeyError, TypeError)
+        when it is damaged. `batches`: how many an epoch has."""
+        running = meta["running"]
+        self.epoch, self.step, self.batch = (int(meta[k]) for k in ("epoch", "step", "batch"))
+        self.loss_sum, self.elapsed = float(running["loss_sum"]), float(running["elapsed"])
+        self.seen, self.correct, self.counted = (int(running[k]) for k in _COUNTERS)
+        if min(self.epoch, self.step, self.batch) < 0 or self.batch > batches:
+            raise ValueError(f"position epoch {self.epoch}, batch {self.batch} of {batches}")
+
+    def next_epoch(self, epoch: int, rng_state: dict) -> None:
+        """`epoch` is complete: zero the running sums for the next one."""
+        self.epoch, self.batch, self.elapsed = epoch, 0, 0.0
+        self.loss_sum, self.seen, self.correct, self.counted = 0.0, 0, 0, 0
+        self.epoch_rng = rng_state
+
+
+def check_same_network(checkpoint: Checkpoint, spec: Spec, net: Network, path: Path) -> str | None:
+    """CheckpointError unless the checkpoint was saved from this spec's network; a warning
+    when only the loss/train/data settings changed."""
+    meta = checkpoint.meta
+    if meta.get("network_fingerprint") != network_fingerprint(spec):
+        check_fits(checkpoint, net, path)  # names and shapes: the more precise message
+        raise CheckpointError(
+            f"cannot resume from {path}: it was saved from a different network "
+            f"(spec '{meta.get('spec_name', '?')}'), and a resumed run needs the same layers",
+            hint="pass the spec it was trained with, or start a new run without --resume",
+        )
+    if meta.get("spec_fingerprint") != spec.fingerprint():
+        return (
+            f"{path} was saved with other loss/train/data settings; "
+            "going on with the spec's current ones"
+        )
+    return None
+
+
+def run_checkpoint(trainer: Trainer, elapsed: float) -> Checkpoint:
+    """Everything a resumed run needs; `elapsed`: seconds spent in the unfinished epoch."""
+    net, pos = trainer.setup.net, trainer.pos
+    meta = {
+        **spec_meta(trainer.spec),
+        "epoch": pos.epoch,
+        "step": pos.step,
+        "batch": pos.batch,
+        "seed": trainer.train.seed,
+        "batch_size": trainer.train.batch_size,
+        "epochs": trainer.train.epochs,
+        "dtype": net.dtype.name,
+        "device": trainer.device,
+        "rng": {"shuffle": pos.epoch_rng, "forward_calls": net.forward_calls},
+        "running": pos.running(elapsed),
+        "monitors": {
+            "best": trainer.best_monitor.state(),
+            "early_stopping": trainer.early.state() if trainer.early else None,
+        },
+        "history": trainer.history,
+    }
+    scheduler = trainer.scheduler
+    schedule = scheduler.state_dict() if scheduler is not None else {}
+    return Checkpoint(net.state_dict(), trainer.optimizer.state_dict(), schedule, meta)
+
+
+def restore_run(trainer: Trainer, checkpoint: Checkpoint, path: Path, batches: int) -> None:
+    """Load a checkpoint into a freshly built trainer (`check_same_network` first);
+    CheckpointError when a state does not fit or the meta is damaged."""
+    with _resume_errors(path):
+        trainer.setup.net.load_state_dict(checkpoint.state)
+        trainer.optimizer.load_state_dict(checkpoint.optimizer)
+        _restore_schedule(trainer.scheduler, checkpoint, path)
+        meta = checkpoint.meta
+        trainer.pos.load(meta, batches)
+        trainer.rng.bit_generator.state = meta["rng"]["shuffle"]
+        trainer.pos.epoch_rng = trainer.rng.bit_generator.state
+        trainer.setup.net.forward_calls = int(meta["rng"]["forward_calls"])
+        trainer.history = [dict(m) for m in meta["history"]]
+        monitors = meta["monitors"]
+        trainer.best_monitor.load(monitors["best"])
+        if trainer.early is not None and monitors.get("early_stopping"):
+            trainer.early.load(monitors["early_stopping"])
+
+
+def _restore_schedule(scheduler: Scheduler | None, checkpoint: Checkpoint, path: Path) -> None:
+    """Load the schedule's state; CheckpointError when one side has a schedule and the
+    other has none."""
+    if (scheduler is None) != (not checkpoint.schedule):
+        saved = "with" if checkpoint.schedule else "without"
+        now = "has one" if scheduler is not None else "has none"
+        raise CheckpointError(
+            f"cannot resume from {path}: it was saved {saved} an lr_schedule and the spec "
+            f"now {now}",
+            hint="restore the spec's lr_schedule, or start a new run",
+        )
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint.schedule)
+
+
+@contextmanager
+def _resume_errors(path: Path) -> Iterator[None]:
+    """Turn what loading a checkpoint's states and meta can raise into CheckpointErrors."""
+    try:
+        yield
+    except (StateDictError, OptimizerStateError) as exc:
+        raise CheckpointError(
+            f"cannot resume from {path}: {exc}",
+            hint="the optimizer or schedule changed since it was saved: start a new run",
+        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: bad or missing meta entry ({exc!r})"
+        ) from None
