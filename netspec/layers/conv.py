@@ -389,12 +389,13 @@ class Conv2d(Layer):
         out_channels, per_group, kh, kw = self.weight_shape()
         pixels, per_out = geo.out[0] * geo.out[1], out_channels // groups
         dw = xp.zeros((groups, kh * kw * per_group, per_out), dtype=rows.dtype)
-        if col is not None:
-            blocks, buffer = [slice(0, padded.shape[0])], None
-        else:
+        rebuild = col is None
+        if rebuild:
             blocks, buffer = image_blocks(padded.shape[0], groups * dw.shape[1] * pixels, padded)
+        else:
+            blocks, buffer = [slice(0, padded.shape[0])], None
         for images in blocks:
-            if buffer is not None:
+            if rebuild:  # (on a GPU `buffer` is None: one block, a fresh array)
                 col = im2col_rows(padded[images], *self._windows(), geo.out, groups, buffer)
             block = rows[images.start * pixels : images.stop * pixels]  # (B*Ho*Wo, O)
             dw += col.transpose(0, 2, 1) @ _grouped_rows(block, groups)  # (G, K/G, O/G)
