@@ -1,13 +1,18 @@
 """YAML text -> plain data, plus a map from each value's path to its line and column.
 
-The YAML is read with PyYAML's safe loader (no Python tags), and the node tree is walked by
-hand so that every key and item keeps its position, duplicate keys are caught (PyYAML
-silently keeps the last), and alias expansion is bounded (a "billion laughs" document is
-refused instead of eating the memory).
+The YAML is read as YAML 1.2 with its core schema, as the YAML language server in an editor
+reads it (PyYAML alone reads YAML 1.1, where `1e-3` is a string, `yes` is true and `010` is
+8). PyYAML's safe loader does the parsing (no Python tags); the node tree is walked by hand
+so that every key and item keeps its position, duplicate keys are caught (PyYAML silently
+keeps the last), and alias expansion is bounded (a "billion laughs" document is refused
+instead of eating the memory).
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +27,92 @@ MAX_NODES = 100_000  # after alias expansion; far above any real spec, far below
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class CoreSchemaLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the YAML 1.2 core schema's implicit types (spec §10.3).
+
+    null: `null Null NULL ~` and empty; bool: `true True TRUE false False FALSE` only;
+    int: decimal `[-+]?[0-9]+` (leading zeros are decimal), `0o` octal, `0x` hex;
+    float: decimal with a point or an exponent, `.inf`, `.nan`. Every other plain scalar is a
+    string: `yes`, `on`, `1_000`, `2024-01-01`. Merge keys (`<<`) are kept, as editors do.
+    """
+
+    yaml_implicit_resolvers: dict = {}  # PyYAML's class-level registry; starts empty here
+
+    def compose_node(self, parent: Any, index: Any) -> yaml.Node:
+        """An alias becomes a copy of its anchor's node that sits where the alias is written,
+        so a diagnostic about what it brings in points at the use, not at the anchor."""
+        if not self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        mark = self.peek_event().start_mark
+        use = copy.copy(super().compose_node(parent, index))
+        use.start_mark = use.end_mark = mark
+        if isinstance(use, yaml.CollectionNode):  # merge keys are flattened in place, per use
+            use.value = list(use.value)
+        return use
+
+
+_CORE_TYPES = {
+    "null": (r"~|null|Null|NULL|", "~nN"),
+    "bool": (r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    "int": (r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    "float": (
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+        "-+.0123456789",
+    ),
+}
+for _name, (_pattern, _first) in _CORE_TYPES.items():
+    _starts = [*_first, ""] if _name == "null" else list(_first)  # "" = the empty scalar
+    CoreSchemaLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_name}", re.compile(f"^(?:{_pattern})$"), _starts
+    )
+CoreSchemaLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+
+class InvalidScalar(yaml.constructor.ConstructorError):
+    """A scalar its (explicit) tag cannot read: `!!int yes`."""
+
+
+def _core_scalar(parse):
+    """A constructor for one core type; a value its tag cannot read is a located error."""
+
+    def construct(loader: CoreSchemaLoader, node: yaml.ScalarNode) -> Any:
+        text = loader.construct_scalar(node)
+        try:
+            return parse(text)
+        except (ValueError, KeyError):
+            raise InvalidScalar(
+                None,
+                None,
+                f"{text!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
+                node.start_mark,
+            ) from None
+
+    return construct
+
+
+def _int(text: str) -> int:
+    sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+    return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+def _float(text: str) -> float:
+    special = {".inf": math.inf, ".nan": math.nan}.get(text.lstrip("+-").lower())
+    if special is not None:
+        return -special if text.startswith("-") else special
+    return float(text)
+
+
+_BOOLS = {"true": True, "false": False}
+for _name, _parse in {
+    "null": lambda text: {"": None, "~": None, "null": None}[text.lower()],
+    "bool": lambda text: _BOOLS[text.lower()],
+    "int": _int,
+    "float": _float,
+}.items():
+    CoreSchemaLoader.add_constructor(f"tag:yaml.org,2002:{_name}", _core_scalar(_parse))
 
 
 @dataclass
@@ -49,7 +140,7 @@ def parse(text: str, name: str = "<string>") -> Source:
         _fail(name, 1, 1, "too-large", f"spec is larger than {MAX_TEXT_BYTES:,} bytes")
     if not text.strip() or all(_is_comment(line) for line in text.splitlines()):
         _fail(name, 1, 1, "empty", "spec is empty", "start with `name:`, `input:` and `layers:`")
-    loader = yaml.SafeLoader(text)
+    loader = CoreSchemaLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -61,17 +152,7 @@ def parse(text: str, name: str = "<string>") -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        hint = None
-        code = "yaml-syntax"
-        if isinstance(exc, yaml.constructor.ConstructorError):
-            code, hint = "yaml-tag", "specs are read safely: only plain YAML values are allowed"
-            tag = getattr(exc, "problem", "") or ""
-            message = "unsupported tag" + (f": {tag.split('tag ')[-1]}" if "tag" in tag else "")
-        elif "\\t" in message or "\t" in _line(text, line)[: max(col, 1)]:
-            message = "tab character in indentation"
-            hint = "YAML indents with spaces only; replace the tabs with spaces"
-        _fail(name, line, col, code, message or "invalid YAML", hint)
+        _fail(name, line, col, *_describe(exc, _line(text, line)[: max(col, 1)]))
     except yaml.YAMLError as exc:  # errors without a mark (rare): still located at the top
         _fail(name, 1, 1, "yaml-syntax", str(exc))
     except RecursionError:
@@ -79,6 +160,39 @@ def parse(text: str, name: str = "<string>") -> Source:
     finally:
         loader.dispose()
     return source
+
+
+_FOUND = {"<block mapping start>": "a key", "?": "a key", "<block sequence start>": "a list item"}
+
+
+def _describe(exc: yaml.MarkedYAMLError, line_start: str) -> tuple[str, str, str | None]:
+    """Code, message and hint for a YAML error, in the words of someone writing YAML."""
+    problem = str(exc.problem or "")
+    if isinstance(exc, InvalidScalar):
+        return "yaml-value", problem, "write the value without a tag, or one the tag can read"
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        tag = problem.split("tag ")[-1] if "tag" in problem else ""
+        hint = "specs are read safely: only plain YAML values are allowed"
+        return "yaml-tag", "unsupported tag" + (f": {tag}" if tag else ""), hint
+    if "\t" in problem or "\t" in line_start:
+        hint = "YAML indents with spaces only; replace the tabs with spaces"
+        return "yaml-syntax", "tab character in indentation", hint
+    if problem.startswith("expected <block end>") and exc.context_mark and exc.problem_mark:
+        found = _FOUND.get(problem.rsplit("found ", 1)[-1].strip("'"), "this")
+        block = "list" if "collection" in str(exc.context) else "mapping"
+        start = exc.context_mark
+        message = (
+            f"bad indentation: {found} at column {exc.problem_mark.column + 1} does not fit the"
+            f" {block} that starts at line {start.line + 1}, column {start.column + 1}"
+        )
+        hint = "keys of one mapping, and items of one list, start in the same column"
+        return "yaml-syntax", message, hint
+    if problem == "mapping values are not allowed here":
+        message = "unexpected ':' inside a plain value"
+        hint = "put a space after the key's ':' and the value on the same line, or quote the value"
+        return "yaml-syntax", message, hint
+    message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+    return "yaml-syntax", message or "invalid YAML", None
 
 
 def _is_comment(line: str) -> bool:
@@ -98,10 +212,11 @@ def _fail(name: str, line: int, col: int, code: str, message: str, hint: str | N
 class _Walker:
     """Builds plain Python data from a composed node tree, recording positions."""
 
-    def __init__(self, loader: yaml.SafeLoader, source: Source):
+    def __init__(self, loader: CoreSchemaLoader, source: Source):
         self.loader = loader
         self.source = source
         self.nodes = 0
+        self.duplicates: set[tuple[int, int]] = set()
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.nodes += 1
@@ -144,7 +259,8 @@ class _Walker:
                 _fail(
                     self.source.name, line, col, "yaml-key", "a mapping key must be a plain value"
                 )
-            if index >= merged and key in written:
+            if index >= merged and key in written and (line, col) not in self.duplicates:
+                self.duplicates.add((line, col))  # an aliased mapping is walked once per use
                 self.source.problems.append(
                     Diagnostic(
                         self.source.name,

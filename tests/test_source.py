@@ -1,4 +1,4 @@
-"""Reading YAML: syntax errors, tabs, empty and non-mapping documents, safe loading, alias
+"""Reading YAML: the 1.2 core schema, syntax errors, tabs, empty and non-mapping documents, safe loading, alias
 bombs, duplicate keys and merge keys, all as located diagnostics (never a traceback)."""
 
 from __future__ import annotations
@@ -30,13 +30,83 @@ def head(d: Diagnostic) -> str:
     return f"{d.file}:{d.line}:{d.col}: {d.severity}[{d.code}]"
 
 
+# -- YAML 1.2, core schema: what the editor's language server reads ------------------------
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("1e-3", 1e-3),
+        ("1e-8", 1e-8),
+        ("-1E+2", -100.0),
+        ("3.0e+2", 300.0),
+        (".5", 0.5),
+        ("1.", 1.0),
+        ("010", 10),  # decimal, leading zero and all (YAML 1.1 read 8)
+        ("0o10", 8),
+        ("0x1F", 31),
+        ("-7", -7),
+        ("+3", 3),
+        (".inf", float("inf")),
+        ("-.Inf", float("-inf")),
+        ("true", True),
+        ("FALSE", False),
+        ("null", None),
+        ("~", None),
+        ("", None),
+        ("yes", "yes"),  # YAML 1.1 booleans are strings
+        ("on", "on"),
+        ("No", "No"),
+        ("1_000", "1_000"),
+        ("2024-01-01", "2024-01-01"),  # no timestamps in the core schema
+        ("0b11", "0b11"),
+        ("1:30", "1:30"),  # no sexagesimal numbers
+        ("!!int '012'", 12),
+        ("!!float '1'", 1.0),
+        ("!!str 10", "10"),
+    ],
+)
+def test_plain_scalars_follow_the_yaml_1_2_core_schema(written, value):
+    assert parse(f"v: {written}\n").data == {"v": value}
+
+
+def test_nan_is_read_as_a_float():
+    (v,) = parse("v: .NaN\n").data.values()
+    assert v != v
+
+
+def test_values_the_editor_reads_as_numbers_are_numbers_in_a_spec():
+    spec = netspec.loads(
+        "input: {shape: [3, 8, 8]}\n"
+        "layers:\n"
+        "  - BatchNorm2d: {num_features: 3, eps: 1e-5}\n"
+        "  - Conv2d: {in_channels: 3, out_channels: 010, kernel_size: 3}\n"
+        "train:\n"
+        "  optimizer: {Adam: {lr: 1e-3, eps: 1e-8}}\n"
+    )
+    assert spec.layers[0].eps == 1e-5 and spec.layers[1].out_channels == 10
+    assert spec.train.optimizer.lr == 1e-3 and spec.train.optimizer.eps == 1e-8
+
+
+def test_a_yaml_1_1_boolean_is_a_type_error_not_true():
+    d = only(
+        "input: {shape: [3, 8, 8]}\nlayers:\n  - MaxPool2d: {kernel_size: 2, ceil_mode: yes}\n"
+    )
+    assert head(d) == "m.yaml:3:33: error[type]"
+    assert "'yes'" in d.message
+
+
+def test_a_value_its_explicit_tag_cannot_read_is_located():
+    d = only("input: {shape: [3]}\nlayers:\n  - !!int yes\n")
+    assert head(d) == "m.yaml:3:5: error[yaml-value]"
+    assert d.message == "'yes' is not a valid int"
+
+
 # -- syntax --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("text", "where", "words"),
     [
         ("input: {shape: [3]}\nlayers: [ReLU\n", "m.yaml:3:1", "expected ',' or ']'"),
         ("input: {shape: [3]}\nname: 'open\n", "m.yaml:3:1", "quoted scalar"),
-        ("input: {shape: [3]}\n  layers: [ReLU]\n", "m.yaml:2:3", "expected <block end>"),
+        ("input: {shape: [3]}\n  layers: [ReLU]\n", "m.yaml:2:3", "bad indentation"),
         ("input: {shape: [3]}\nlayers: [ReLU]\nname: *nowhere\n", "m.yaml:3:7", "undefined alias"),
         (GOOD + "---\nname: second\n", "m.yaml:4:1", "single document"),
     ],
@@ -60,6 +130,39 @@ def test_tabs_in_indentation_say_so(text, where):
     assert head(d) == f"{where}: error[yaml-syntax]"
     assert d.message == "tab character in indentation"
     assert "spaces" in d.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        (
+            "input:\n  shape: [3]\n dtype: float32\nlayers: [ReLU]\n",
+            "m.yaml:3:2",
+            "a key at column 2 does not fit the mapping that starts at line 1, column 1",
+        ),
+        (
+            "input: {shape: [3]}\nlayers:\n  - ReLU\n - Tanh\n",
+            "m.yaml:4:2",
+            "a list item at column 2 does not fit the mapping that starts at line 1, column 1",
+        ),
+        (
+            "input: {shape: [3]}\nlayers:\n  - Conv2d: {kernel_size: 3}\n  stride: 2\n",
+            "m.yaml:4:3",
+            "a key at column 3 does not fit the list that starts at line 3, column 3",
+        ),
+    ],
+)
+def test_indentation_mistakes_are_explained_in_columns(text, where, words):
+    d = only(text)
+    assert head(d) == f"{where}: error[yaml-syntax]"
+    assert d.message == f"bad indentation: {words}"
+    assert "same column" in d.hint and "<block" not in d.message
+
+
+def test_a_colon_inside_a_plain_value_is_explained():
+    d = only("input: {shape: [3]}\nname: a: b\nlayers: [ReLU]\n")
+    assert head(d) == "m.yaml:2:8: error[yaml-syntax]"
+    assert d.message == "unexpected ':' inside a plain value" and "quote" in d.hint
 
 
 def test_tabs_outside_indentation_are_fine():
@@ -167,6 +270,20 @@ def test_duplicate_arguments_of_a_layer_are_reported_with_the_rest():
     )
     found = [head(d) for d in diagnostics(text)]
     assert found == ["m.yaml:3:63: error[duplicate-key]", "m.yaml:4:5: error[unknown-layer]"]
+
+
+def test_a_duplicate_brought_in_by_an_alias_is_located_at_the_alias():
+    d = only(
+        "input: {shape: [3, 8, 8]}\nname: &k kernel_size\nlayers:\n"
+        "  - MaxPool2d: {kernel_size: 2, *k : 3}\n"
+    )
+    assert head(d) == "m.yaml:4:33: error[duplicate-key]"
+
+
+def test_a_duplicate_inside_an_aliased_mapping_is_reported_once():
+    text = "name: n\ninput: &i {shape: [3], shape: [4]}\nlayers:\n  - {type: ReLU, inputs: *i}\n"
+    duplicates = [d for d in diagnostics(text) if d.code == "duplicate-key"]
+    assert [head(d) for d in duplicates] == ["m.yaml:2:24: error[duplicate-key]"]
 
 
 def test_merge_keys_are_resolved():
