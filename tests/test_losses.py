@@ -176,7 +176,7 @@ def test_label_smoothing_bounds_are_accepted():
 
 
 # -- legacy flags ---------------------------------------------------------------------------
-@pytest.mark.parametrize("size_average, reduce", itertools.product(LEGACY, LEGACY))
+@pytest.mark.parametrize("size_average, reduce", list(itertools.product(LEGACY, LEGACY)))
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_legacy_flags_match_torch(size_average, reduce, reduction):
     torch = pytest.importorskip("torch")
@@ -201,7 +201,7 @@ def test_elementwise_mean_is_a_deprecated_alias_of_mean():
     assert L1Loss(reduction="elementwise_mean", reduce=False).effective_reduction == "none"
 
 
-@pytest.mark.parametrize("size_average, reduce", itertools.product(LEGACY, LEGACY))
+@pytest.mark.parametrize("size_average, reduce", list(itertools.product(LEGACY, LEGACY)))
 def test_legacy_flags_parity(size_average, reduce):
     pytest.importorskip("torch")
     flags = {"size_average": size_average, "reduce": reduce}
