@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from netspec.diagnostics import Diagnostic, NetspecError, SpecError
+from netspec.source import read_text
 
 if TYPE_CHECKING:
     from netspec.events import TrainResult
@@ -37,8 +38,8 @@ SpecArg = Annotated[
 
 def _source_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_text(path)
+    except SpecError:
         return None
 
 

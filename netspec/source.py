@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +72,9 @@ CoreSchemaLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^
 
 
 class InvalidScalar(yaml.constructor.ConstructorError):
-    """A scalar its (explicit) tag cannot read: `!!int yes`."""
+    """A scalar its tag cannot read: `!!int yes`, or an integer of 5,000 digits."""
+
+    hint: str | None = None
 
 
 def _core_scalar(parse):
@@ -81,19 +84,35 @@ def _core_scalar(parse):
         text = loader.construct_scalar(node)
         try:
             return parse(text)
-        except (ValueError, KeyError):
-            raise InvalidScalar(
+        except (ValueError, KeyError) as exc:
+            shown = (
+                repr(text) if len(text) <= 40 else f"'{text[:20]}...' ({len(text):,} characters)"
+            )
+            too_long = isinstance(exc, TooLong)
+            reason = f": {exc.args[0]}" if too_long else ""
+            error = InvalidScalar(
                 None,
                 None,
-                f"{text!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
+                f"{shown} is not a valid {node.tag.rsplit(':', 1)[-1]}{reason}",
                 node.start_mark,
-            ) from None
+            )
+            error.hint = None if too_long else "write the value without a tag, or one it can read"
+            raise error from None
 
     return construct
 
 
+class TooLong(ValueError):
+    """A number written with more digits than any spec value can need."""
+
+
+MAX_DIGITS = 100  # far beyond int64; Python itself refuses int() of 4,300+ digits
+
+
 def _int(text: str) -> int:
     sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    if len(digits) > MAX_DIGITS:
+        raise TooLong(f"more than {MAX_DIGITS} digits")
     base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
     return sign * int(digits[2:] if base != 10 else digits, base)
 
@@ -133,6 +152,23 @@ class Source:
         return self.positions.get(path, (1, 1))
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A spec file's text, read no further than the size limit (`/dev/zero` is refused, not
+    read until memory runs out). Raises SpecError for a file that cannot be read."""
+    name = str(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_TEXT_BYTES + 1)
+    except OSError as exc:
+        _fail(name, 1, 1, "io", f"cannot read spec: {exc.strerror or exc}")
+    if len(data) > MAX_TEXT_BYTES:
+        _fail(name, 1, 1, "too-large", f"spec is larger than {MAX_TEXT_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _fail(name, 1, 1, "io", f"cannot read spec: {exc}")
+
+
 def parse(text: str, name: str = "<string>") -> Source:
     """Parse YAML text safely. Raises SpecError for text that is not a usable YAML document."""
     source = Source(name=name, text=text, data=None)
@@ -140,8 +176,9 @@ def parse(text: str, name: str = "<string>") -> Source:
         _fail(name, 1, 1, "too-large", f"spec is larger than {MAX_TEXT_BYTES:,} bytes")
     if not text.strip() or all(_is_comment(line) for line in text.splitlines()):
         _fail(name, 1, 1, "empty", "spec is empty", "start with `name:`, `input:` and `layers:`")
-    loader = CoreSchemaLoader(text)
+    loader = None
     try:
+        loader = CoreSchemaLoader(text)  # reads the text: control characters fail here
         node = loader.get_single_node()
         if node is None:
             _fail(
@@ -153,12 +190,19 @@ def parse(text: str, name: str = "<string>") -> Source:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         _fail(name, line, col, *_describe(exc, _line(text, line)[: max(col, 1)]))
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line, col = _line_col(text, exc.position)
+        message = f"control character U+{exc.character:04X} is not allowed in YAML"
+        _fail(
+            name, line, col, "yaml-char", message, "remove it, or write it as an escape in quotes"
+        )
     except yaml.YAMLError as exc:  # errors without a mark (rare): still located at the top
         _fail(name, 1, 1, "yaml-syntax", str(exc))
     except RecursionError:
         _fail(name, 1, 1, "too-deep", "spec nests too deeply")
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return source
 
 
@@ -169,7 +213,7 @@ def _describe(exc: yaml.MarkedYAMLError, line_start: str) -> tuple[str, str, str
     """Code, message and hint for a YAML error, in the words of someone writing YAML."""
     problem = str(exc.problem or "")
     if isinstance(exc, InvalidScalar):
-        return "yaml-value", problem, "write the value without a tag, or one the tag can read"
+        return "yaml-value", problem, exc.hint
     if isinstance(exc, yaml.constructor.ConstructorError):
         tag = problem.split("tag ")[-1] if "tag" in problem else ""
         hint = "specs are read safely: only plain YAML values are allowed"
@@ -198,6 +242,12 @@ def _describe(exc: yaml.MarkedYAMLError, line_start: str) -> tuple[str, str, str
 def _is_comment(line: str) -> bool:
     stripped = line.strip()
     return not stripped or stripped.startswith("#") or stripped in ("---", "...")
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
 def _line(text: str, line: int) -> str:

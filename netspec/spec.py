@@ -15,14 +15,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 from netspec.data import AnyData
-from netspec.diagnostics import Collector, Diagnostic, SpecError
+from netspec.diagnostics import Collector, Diagnostic
 from netspec.layers import LAYER_TYPES, AnyLayer, Identity, Layer
 from netspec.layers.base import Bool, Float, Int, LayerRef, NonNegativeInt, PositiveInt
 from netspec.losses import LOSS_TYPES, AnyLoss
 from netspec.normalize import GRAPH_KEYS, Origin, normalize_entry
 from netspec.optim import OPTIMIZER_TYPES, Adam, AnyOptimizer
 from netspec.schedule import SCHEDULE_TYPES, AnySchedule
-from netspec.source import Path, Source, parse
+from netspec.source import Path, Source, parse, read_text
 from netspec.validation import report_validation_error
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -141,14 +141,7 @@ _OPTIONAL_SECTIONS = {"name", "outputs", "loss", "train", "data"}
 
 def load(path: str | FilePath) -> Spec:
     """Read and check a spec file. Raises SpecError listing every problem."""
-    path = FilePath(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError(
-            [Diagnostic(str(path), 1, 1, "io", f"cannot read spec: {reason}")]
-        ) from None
+    text = read_text(path)
     return loads(text, source=str(path))
 
 

@@ -97,7 +97,7 @@ def test_a_yaml_1_1_boolean_is_a_type_error_not_true():
 def test_a_value_its_explicit_tag_cannot_read_is_located():
     d = only("input: {shape: [3]}\nlayers:\n  - !!int yes\n")
     assert head(d) == "m.yaml:3:5: error[yaml-value]"
-    assert d.message == "'yes' is not a valid int"
+    assert d.message == "'yes' is not a valid int" and "tag" in d.hint
 
 
 # -- syntax --------------------------------------------------------------------------------
@@ -163,6 +163,20 @@ def test_a_colon_inside_a_plain_value_is_explained():
     d = only("input: {shape: [3]}\nname: a: b\nlayers: [ReLU]\n")
     assert head(d) == "m.yaml:2:8: error[yaml-syntax]"
     assert d.message == "unexpected ':' inside a plain value" and "quote" in d.hint
+
+
+@pytest.mark.parametrize(("char", "col"), [("\x00", 8), ("\x1b", 8), ("\x07", 8)])
+def test_control_characters_are_located_errors(char, col):
+    d = only(f"input: {{shape: [3]}}\nlayers: [ReLU]\nname: a{char}b\n")
+    assert head(d) == f"m.yaml:3:{col}: error[yaml-char]"
+    assert d.message == f"control character U+{ord(char):04X} is not allowed in YAML"
+
+
+def test_an_integer_of_thousands_of_digits_is_one_short_error():
+    d = only("input: {shape: [3]}\nlayers: [ReLU]\nname: " + "9" * 5000 + "\n")
+    assert head(d) == "m.yaml:3:7: error[yaml-value]"
+    assert "(5,000 characters)" in d.message and "more than 100 digits" in d.message
+    assert len(d.message) < 100
 
 
 def test_tabs_outside_indentation_are_fine():
@@ -354,3 +368,15 @@ def test_the_caret_excerpt_points_at_the_column():
     assert lines[1] == "   2 | layers: [Relu]"
     assert lines[2].index("^") == lines[1].index("Relu")
     assert lines[3] == "  hint: did you mean 'ReLU'?"
+
+
+def test_an_endless_file_is_refused_after_the_size_limit_not_read_to_the_end():
+    import resource
+
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(netspec.SpecError) as info:
+        netspec.load("/dev/zero")
+    (d,) = info.value.diagnostics
+    assert head(d) == "/dev/zero:1:1: error[too-large]"
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start
+    assert grown_kib < 50_000  # read at most the 2 MB limit, not gigabytes
