@@ -10,6 +10,7 @@ from netspec.bench import BenchResult
 from netspec.diagnostics import Diagnostic
 from netspec.graph import ShapeReport
 from netspec.layers.base import Shape, format_shape
+from netspec.wording import plural
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow"}
 
@@ -100,7 +101,7 @@ def render_bench(result: BenchResult, console: Console) -> None:
     """Per-layer forward/backward milliseconds and their share of the timed layers."""
     table = Table(
         title=f"{result.spec} on {result.device}, batch {result.batch_size}, "
-        f"median of {result.repeats} steps",
+        f"median of {plural(result.repeats, 'step')}",
         title_justify="left",
     )
     for column in ("Layer", "Type", "Forward ms", "Backward ms", "Share"):

@@ -103,16 +103,16 @@ def _with_lr(optimizer: Any, lr: float) -> Any:
     try:
         return type(optimizer).model_validate({**optimizer.model_dump(), "lr": lr})
     except ValidationError as exc:
-        raise TrainingError(f"--lr {lr}: {exc.errors()[0]['msg']}") from None
+        raise TrainingError(f"learning rate {lr}: {exc.errors()[0]['msg']}") from None
 
 
 def _resume_conflict(key: str, saved: int, given: int) -> TrainingError:
-    flag = "--" + key.replace("_", "-")
+    flag = key.replace("_", " ")
     if key == "seed":
         reason = "another seed draws another validation split and shuffle order"
     else:
         reason = "the checkpoint stopped in the middle of an epoch of other batches"
     return TrainingError(
         f"cannot resume with {flag} {given}: the checkpoint was trained with {saved}, and {reason}",
-        hint=f"drop {flag} to resume, or start a new run without --resume",
+        hint=f"resume with the checkpoint's {flag} ({saved}), or start a new run instead",
     )

@@ -73,7 +73,9 @@ def test_cuda_without_cupy_is_one_clear_line(tmp_path, monkeypatch):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     # The brackets survive: the message is printed as text, not as rich markup.
-    assert "--device cuda needs CuPy: pip install 'netspec[cuda]'" in lines[0]
+    assert (
+        "device 'cuda' needs CuPy, which is not installed: pip install -e \".[cuda]\"" in lines[0]
+    )
 
 
 def test_unknown_device_is_one_line(tmp_path):
