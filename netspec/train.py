@@ -99,7 +99,12 @@ class Trainer:
         if self.metrics_log is not None:
             self.metrics_log.start(self.history)
         self._emit("on_train_start", self._run_info(resume))
-        with self._interrupts.installed():
+        # A diverging run overflows on its way to a NaN loss; the clean NonFiniteLossError
+        # says so, NumPy's RuntimeWarnings before it would only be noise.
+        with (
+            self._interrupts.installed(),
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        ):
             try:
                 stopped = self._loop()
             except KeyboardInterrupt:

@@ -187,3 +187,21 @@ def test_the_trainer_refuses_a_file_as_its_folder(tmp_path):
     existing.write_text("")
     with pytest.raises(TrainingError, match="is a file, not a folder"):
         Trainer(tiny_spec(tmp_path), out=existing).fit()
+
+
+def test_a_divergent_run_ends_in_the_clean_message_without_numpy_warnings(tmp_path):
+    import warnings
+
+    from netspec.train import NonFiniteLossError, Trainer
+    from tests.test_train import tiny_spec
+
+    spec = tiny_spec(tmp_path, **{"{Adam: {lr: 0.01}}": "{SGD: {lr: 1.0e+30}}"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(NonFiniteLossError, match="the loss became"):
+            Trainer(spec, out=tmp_path / "run").fit()
+    assert [str(w.message) for w in caught] == []
+    result = run("train", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "cli"))
+    assert result.exit_code == 1
+    assert "RuntimeWarning" not in result.output
+    assert result.stderr.splitlines()[1].startswith("error: the loss became nan at epoch 1")
