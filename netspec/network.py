@@ -226,12 +226,20 @@ class Network:
 
     def _check_input(self, x: Any) -> Any:
         expected = tuple(self.spec.input.shape)
-        shape = tuple(getattr(x, "shape", ()))
+        wanted = format_shape((None, *expected))  # (N, 1, 28, 28)
+        if not hasattr(x, "shape"):  # a nested list, a scalar: what NumPy makes of it
+            try:
+                x = np.asarray(x)
+            except ValueError:
+                raise InputError(
+                    "input is a ragged nested list (its rows differ in length), "
+                    f"expected an array of shape {wanted}"
+                ) from None
+        shape = tuple(x.shape)
         if len(shape) != len(expected) + 1 or shape[1:] != expected:
-            raise InputError(
-                f"input has shape {shape}, expected (N, {', '.join(map(str, expected))})"
-                f" = {format_shape((None, *expected))}"
-            )
+            raise InputError(f"input has shape {shape}, expected {wanted}")
+        if x.dtype.kind not in "biuf":
+            raise InputError(f"input has dtype {x.dtype}, expected numbers ({self.dtype})")
         if array_module(x) is not self.xp:
             x = self.xp.asarray(to_numpy(x) if self.device == "cpu" else x)
         return x.astype(self.dtype, copy=False)
