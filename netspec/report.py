@@ -111,9 +111,10 @@ def render_bench(result: BenchResult, console: Console) -> None:
         share = (t.forward_ms + t.backward_ms) / total
         table.add_row(t.name, t.type, f"{t.forward_ms:.3f}", f"{t.backward_ms:.3f}", f"{share:.1%}")
     console.print(table)
-    console.print(
-        f"step (forward, loss, backward, update)  {result.step_ms:.2f} ms", highlight=False
-    )
+    if result.note:
+        console.print(f"note: {result.note}", highlight=False, soft_wrap=True)
+    parts = "forward, loss, backward, update" if result.loss else "forward, backward, update"
+    console.print(f"{f'step ({parts})':<40}{result.step_ms:.2f} ms", highlight=False)
     console.print(
         f"throughput                              {result.samples_per_second:,.0f} samples/s",
         highlight=False,
