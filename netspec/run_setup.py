@@ -70,6 +70,25 @@ def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
     return RunSetup(net, loss, data, classification, ignore_index)
 
 
+def check_training_memory(spec: Spec, train: TrainSpec, device: str) -> None:
+    """TrainingError, before anything is allocated, when training `spec` with these
+    settings would need more memory than `device` has available (netspec/memory.py)."""
+    from netspec.graph import build_graph, infer_shapes
+    from netspec.memory import available_memory, format_bytes, training_memory
+
+    collector = spec.collector()
+    graph = build_graph(spec, collector)
+    infer_shapes(spec, graph, collector, None)
+    estimate = training_memory(spec, graph, train.batch_size, train.optimizer)
+    available = available_memory(device)
+    if available is not None and estimate.total > available:
+        raise TrainingError(
+            f"training {spec.name} needs {estimate.describe()}, more than the "
+            f"{format_bytes(available)} available on {device}",
+            hint="use fewer or smaller layers, or a smaller batch size",
+        )
+
+
 def train_settings(spec: Spec, overrides: dict, checkpoint: Checkpoint | None) -> TrainSpec:
     """The spec's `train:` section with the overrides (epochs, batch_size, lr, seed; None:
     not given) applied. A resumed run takes its seed and batch size from the checkpoint

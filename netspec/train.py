@@ -43,7 +43,7 @@ from netspec.interrupts import DeferredInterrupts
 from netspec.metrics import MetricsLog, finite_or_none, monitors_for, plateau_metric
 from netspec.optim import compile_optimizer
 from netspec.resume import Position, check_same_network, restore_run, run_checkpoint
-from netspec.run_setup import prepare, train_settings
+from netspec.run_setup import check_training_memory, prepare, train_settings
 from netspec.schedule import compile_schedule
 from netspec.wording import plural
 
@@ -117,6 +117,7 @@ class Trainer:
     def _build(self, checkpoint: Checkpoint | None) -> None:
         """Settings, data, network, loss, optimizer, schedule and a fresh run position."""
         self.train = train_settings(self.spec, self.overrides, checkpoint)
+        check_training_memory(self.spec, self.train, self.device)
         self.setup = prepare(self.spec, self.device, self.train.seed)
         self.optimizer = compile_optimizer(self.train.optimizer, self.setup.net)
         schedule = self.train.lr_schedule
