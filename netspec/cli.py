@@ -170,6 +170,10 @@ DeviceOpt = Annotated[
 ]
 
 
+# The estimate behind warning[memory] errs low; an allocation it missed still ends in a line.
+OUT_OF_MEMORY = "out of memory: the network, its batch or its data do not fit on this machine"
+
+
 def fail_with_hint(exc: NetspecError) -> typer.Exit:
     """One error line (plus the hint line a DataError/CheckpointError/TrainingError has)."""
     exit_ = fail(getattr(exc, "message", None) or str(exc))
@@ -221,6 +225,8 @@ def train(
             result = trainer.fit(resume=resume)
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
+    except MemoryError:
+        raise fail(OUT_OF_MEMORY) from None
     show_training(result)
 
 
@@ -258,6 +264,8 @@ def eval_command(
         result = evaluate(spec, weights, device=device, batch_size=batch_size)
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
+    except MemoryError:
+        raise fail(OUT_OF_MEMORY) from None
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     render_evaluation(result, spec.name, weights, out)
@@ -282,6 +290,8 @@ def bench_command(
         result = bench(spec, device=device, batch_size=batch_size, repeats=repeats)
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
+    except MemoryError:
+        raise fail(OUT_OF_MEMORY) from None
     if as_json:
         out.print_json(json.dumps(result.to_dict()))
     else:

@@ -205,3 +205,16 @@ def test_a_divergent_run_ends_in_the_clean_message_without_numpy_warnings(tmp_pa
     assert result.exit_code == 1
     assert "RuntimeWarning" not in result.output
     assert result.stderr.splitlines()[1].startswith("error: the loss became nan at epoch 1")
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_running_out_of_memory_anyway_is_one_line(tmp_path, monkeypatch, command):
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("netspec.train.Trainer.fit", exhausted)
+    monkeypatch.setattr("netspec.bench.bench", exhausted)
+    option = ["-o", str(tmp_path / "run")] if command == "train" else ["-r", "1"]
+    result = run(command, spec_file(tmp_path), *option)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: out of memory: ")
