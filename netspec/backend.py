@@ -24,6 +24,12 @@ class DeviceError(NetspecError):
     """The requested device cannot be used; the message says what to install or change."""
 
 
+# The README's install line, word for word: the message and the docs must agree.
+CUPY_MISSING = (
+    "device 'cuda' needs CuPy, which is not installed: pip install -e \".[cuda]\" in the "
+    "netspec checkout, or the cupy-cuda12x / cupy-cuda13x wheel matching your CUDA driver"
+)
+
 _cupy: ModuleType | None = None
 _cupy_failure: str | None = None
 
@@ -42,12 +48,9 @@ def _load_cupy() -> ModuleType:
             _cupy = cupy
             return cupy
         except ImportError:
-            _cupy_failure = (
-                "--device cuda needs CuPy: pip install 'netspec[cuda]' "
-                "(or cupy-cuda12x / cupy-cuda13x matching your CUDA driver)"
-            )
+            _cupy_failure = CUPY_MISSING
         except Exception as exc:  # CUDA driver or runtime problems surface as many types
-            _cupy_failure = f"--device cuda: CuPy is installed but no GPU is usable ({exc})"
+            _cupy_failure = f"device 'cuda': CuPy is installed but no GPU is usable ({exc})"
     raise DeviceError(_cupy_failure)
 
 
@@ -59,14 +62,40 @@ def cuda_available() -> bool:
     return True
 
 
+def parse_device(device: str) -> tuple[str, int | None]:
+    """('cpu', None), ('cuda', None) or ('cuda', N) for 'cuda:N'; DeviceError otherwise."""
+    if device in DEVICES:
+        return device, None
+    kind, _, index = device.partition(":")
+    if kind != "cuda":
+        raise DeviceError(f"unknown device '{device}', expected one of: cpu, cuda")
+    if not (index.isascii() and index.isdigit()):
+        raise DeviceError(
+            f"unknown device '{device}': after 'cuda:' comes a GPU index, 0 or more (cuda:1)"
+        )
+    return "cuda", int(index)
+
+
 def get_xp(device: str) -> ModuleType:
-    """The array module for a device name ('cpu' or 'cuda')."""
-    if device == "cpu":
+    """The array module for a device name: 'cpu', 'cuda' (the current GPU) or 'cuda:N'.
+
+    'cuda:N' makes GPU N the current CuPy device of this thread (cupy.cuda.Device(N).use()),
+    so the arrays created after it live there; an index the machine lacks is a DeviceError.
+    """
+    kind, index = parse_device(device)
+    if kind == "cpu":
         keep_freed_memory()
         return np
-    if device == "cuda" or device.startswith("cuda:"):
-        return _load_cupy()
-    raise DeviceError(f"unknown device '{device}', expected one of: cpu, cuda")
+    cupy = _load_cupy()
+    if index is not None:
+        count = cupy.cuda.runtime.getDeviceCount()
+        if index >= count:
+            raise DeviceError(
+                f"device '{device}' does not exist: this machine has {count} GPU"
+                f"{'' if count == 1 else 's'} (cuda:0 to cuda:{count - 1})"
+            )
+        cupy.cuda.Device(index).use()
+    return cupy
 
 
 # glibc's mallopt parameters (malloc.h)

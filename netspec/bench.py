@@ -1,20 +1,26 @@
 """Where a training step's time goes: per-layer forward and backward times (like `caffe time`).
 
 One step is forward, loss, backward and an optimizer update on a synthetic batch of the
-spec's input shape. Layer times come from the network's timing hook, which synchronises the
-device around each layer, so they add up to slightly more than an untimed step.
+spec's input shape (a synthetic output gradient where no loss fits: see `bench`). Layer
+times come from the network's timing hook, which synchronises the device around each
+layer, so they add up to slightly more than an untimed step.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from netspec.diagnostics import InputError
+from netspec.layers.base import ShapeError
+
 if TYPE_CHECKING:
+    from netspec.network import Network
     from netspec.spec import Spec
 
 
@@ -35,6 +41,8 @@ class BenchResult:
     step_ms: float  # median of untimed steps: what training pays
     samples_per_second: float
     layers: list[LayerTime]
+    loss: str | None = None  # the loss in each step; None: a synthetic output gradient
+    note: str | None = None  # why there is no loss, in a sentence
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,23 +51,27 @@ class BenchResult:
 def bench(
     spec: Spec, device: str = "cpu", batch_size: int = 64, repeats: int = 10, warmup: int = 2
 ) -> BenchResult:
-    """Time `repeats` training steps (after `warmup`) and each layer within them."""
-    from netspec.graph import infer
-    from netspec.losses import CrossEntropyLoss, compile_loss
+    """Time `repeats` training steps (after `warmup`) and each layer within them.
+
+    A step is what training does: the spec's loss on the first output (the others get no
+    gradient), backward, the optimizer's update. Where no loss fits (no `loss:`, or one that
+    cannot read the first output) backward starts from a seeded random gradient of every
+    output's shape instead, and `note` says why. A network without parameters has its input
+    gradient computed, so that backward is timed at all.
+    """
     from netspec.network import compile
     from netspec.optim import SGD, compile_optimizer
 
     net = compile(spec, device=device, seed=0).train()
-    loss = compile_loss(spec.loss or CrossEntropyLoss(), device=device, dtype=net.dtype)
     optimizer = compile_optimizer(spec.train.optimizer if spec.train else SGD(lr=0.01), net)
     rng = np.random.default_rng(0)
     x = net.xp.asarray(rng.standard_normal((batch_size, *spec.input.shape)).astype(net.dtype))
-    target = net.xp.asarray(_target(spec, infer(spec, batch_size).output_shapes[0], rng))
+    input_grad = not net.parameters()
+    gradient, loss_name, note = _output_gradient(spec, net, x, batch_size, rng)
 
     def step() -> None:
         optimizer.zero_grad()
-        loss(net(x), target)
-        net.backward(loss.backward(), input_grad=False)
+        net.backward(gradient(net(x)), input_grad=input_grad)
         optimizer.step()
         net.synchronize()
 
@@ -85,14 +97,64 @@ def bench(
     ]
     step_s = statistics.median(step_times)
     return BenchResult(
-        spec.name, device, batch_size, repeats, 1e3 * step_s, batch_size / step_s, layers
+        spec.name,
+        device,
+        batch_size,
+        repeats,
+        1e3 * step_s,
+        batch_size / step_s,
+        layers,
+        loss_name,
+        note,
     )
 
 
-def _target(spec: Spec, output_shape: tuple, rng: np.random.Generator) -> np.ndarray:
-    """Class indices for CrossEntropyLoss (or no loss), otherwise targets of the output's shape."""
-    if spec.loss is None or spec.loss.type == "CrossEntropyLoss":
+Gradient = Callable[[Any], Any]  # the network's output(s) -> the gradient(s) for backward
+
+
+def _output_gradient(
+    spec: Spec, net: Network, x: Any, batch_size: int, rng: np.random.Generator
+) -> tuple[Gradient, str | None, str | None]:
+    """How a step turns the outputs into gradients: (gradient, loss name, note)."""
+    from netspec.graph import infer
+    from netspec.losses import compile_loss
+
+    shapes = infer(spec, batch_size).output_shapes
+    several = len(shapes) > 1
+    if spec.loss is None:
+        reason = "the spec has no loss"
+    else:
+        loss = compile_loss(spec.loss, device=net.device, dtype=net.dtype)
+        target = net.xp.asarray(_target(spec, shapes[0], rng, net.dtype))
+        first = net.eval()(x)  # a trial call: does the loss take this output and target?
+        net.train()
+        try:
+            spec.loss.check(shapes[0])
+            loss(first[0] if several else first, target)
+        except (ShapeError, InputError) as exc:
+            reason = f"{spec.loss.type} does not fit the first output: {exc}"
+        else:
+
+            def with_loss(out: Any) -> Any:
+                loss(out[0] if several else out, target)
+                grad = loss.backward()
+                return (grad, *[None] * (len(out) - 1)) if several else grad
+
+            return with_loss, spec.loss.type, None
+    # Side outputs (MaxPool2d's indices, NAME.indices) take no gradient.
+    grads = tuple(
+        None if "." in ref else net.xp.asarray(rng.standard_normal(shape).astype(net.dtype))
+        for ref, shape in zip(net.graph.outputs, shapes, strict=True)
+    )
+    synthetic = grads if several else grads[0]
+    note = f"{reason}: backward starts from a random gradient of each output's shape"
+    return (lambda out: synthetic), None, note
+
+
+def _target(spec: Spec, output_shape: tuple, rng: np.random.Generator, dtype: Any) -> np.ndarray:
+    """Class indices for CrossEntropyLoss, otherwise targets of the output's shape."""
+    if spec.loss is not None and spec.loss.type == "CrossEntropyLoss":
         classes = output_shape[1] if len(output_shape) > 1 else output_shape[0]
         shape = (output_shape[0], *output_shape[2:])
         return rng.integers(0, classes, shape).astype(np.int64)
-    return rng.standard_normal(output_shape).astype(np.float32)
+    return rng.standard_normal(output_shape).astype(dtype)

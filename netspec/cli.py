@@ -31,6 +31,27 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from netspec import __version__
+
+        out.print(f"netspec {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Check, train, evaluate and benchmark networks described in YAML."""
+
+
 SpecArg = Annotated[
     Path, typer.Argument(metavar="SPEC", help="The spec file (YAML).", show_default=False)
 ]
@@ -125,6 +146,10 @@ def schema(
     text = schema_text()
     if check_only:
         current = _source_text(Path(output))
+        if current is None and not Path(output).exists():
+            raise fail(f"{output} does not exist: run `netspec schema -o {output}` and commit it")
+        if current is None:
+            raise fail(f"cannot read {output} as UTF-8 text")
         if current != text:
             raise fail(f"{output} is stale: run `netspec schema -o {output}` and commit it")
         err.print(f"{escape(output)} is up to date", highlight=False)
@@ -142,8 +167,12 @@ def schema(
 
 
 DeviceOpt = Annotated[
-    str, typer.Option("--device", "-d", help="cpu, or cuda (needs CuPy and a GPU).")
+    str, typer.Option("--device", "-d", help="cpu, cuda or cuda:N (GPU N; needs CuPy and a GPU).")
 ]
+
+
+# The estimate behind warning[memory] errs low; an allocation it missed still ends in a line.
+OUT_OF_MEMORY = "out of memory: the network, its batch or its data do not fit on this machine"
 
 
 def fail_with_hint(exc: NetspecError) -> typer.Exit:
@@ -168,9 +197,13 @@ def train(
     lr: Annotated[
         float | None, typer.Option("--lr", min=0.0, help="Learning rate of the optimizer.")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed (spec's).")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Seed, 0 or more (spec's).")
+    ] = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder [runs/<spec name>].")
+        Path | None,
+        # Escaped: rich markup would read the brackets as a style tag and drop them.
+        typer.Option("--out", "-o", help=escape("Output folder [runs/<spec name>].")),
     ] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue from this checkpoint.")
@@ -182,6 +215,9 @@ def train(
 
     spec = load_spec(spec_path)
     folder = out_dir if out_dir is not None else Path("runs") / spec.name
+    if folder.exists() and not folder.is_dir():
+        given = "--out " if out_dir is not None else "the output folder "
+        raise fail(f"{given}{folder} is a file, not a folder")
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     progress = progress_for(err)
     trainer = Trainer(spec, device=device, out=folder, callbacks=[progress], **options)
@@ -190,6 +226,8 @@ def train(
             result = trainer.fit(resume=resume)
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
+    except MemoryError:
+        raise fail(OUT_OF_MEMORY) from None
     show_training(result)
 
 
@@ -227,6 +265,8 @@ def eval_command(
         result = evaluate(spec, weights, device=device, batch_size=batch_size)
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
+    except MemoryError:
+        raise fail(OUT_OF_MEMORY) from None
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     render_evaluation(result, spec.name, weights, out)
@@ -251,6 +291,8 @@ def bench_command(
         result = bench(spec, device=device, batch_size=batch_size, repeats=repeats)
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
+    except MemoryError:
+        raise fail(OUT_OF_MEMORY) from None
     if as_json:
         out.print_json(json.dumps(result.to_dict()))
     else:

@@ -53,7 +53,7 @@ class NonFiniteLossError(TrainingError):
             kept = ""
         return cls(
             f"the loss became {loss} at {where}: training stopped before that update{kept}",
-            hint="lower the learning rate (--lr), or check the data's scale (data.normalize)",
+            hint="lower the learning rate, or check the data's scale (data.normalize)",
             epoch=epoch,
             step=step,
             checkpoint=checkpoint,

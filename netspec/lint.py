@@ -25,6 +25,7 @@ def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
         _loss_fits_output,
         _softmax_into_cross_entropy,
         _legacy_loss_flags,
+        _training_memory,
     ):
         rule(spec, graph, collector)
 
@@ -132,3 +133,29 @@ def _softmax_into_cross_entropy(spec: Spec, graph: Graph, collector: Collector) 
 def _legacy_loss_flags(spec: Spec, graph: Graph, collector: Collector) -> None:
     if spec.loss is not None and (message := spec.loss.legacy_warning()):
         collector.warning(_loss_path(spec, None), "deprecated", message)
+
+
+def _training_memory(spec: Spec, graph: Graph, collector: Collector) -> None:
+    """Training would need more memory than the machine has (netspec/memory.py)."""
+    from netspec.memory import available_memory, format_bytes, training_memory
+    from netspec.spec import TrainSpec
+
+    batch_size = (spec.train or TrainSpec()).batch_size
+    estimate = training_memory(spec, graph, batch_size)
+    available = available_memory()
+    if available is None or estimate.total <= available:
+        return
+    largest = estimate.largest
+    parameters_dominate = estimate.activations < estimate.total / 2
+    if largest is not None and parameters_dominate and 2 * largest[2] > estimate.gradients:
+        path = spec.layer_path(largest[0])
+        where = f"; layer '{largest[1]}' holds {format_bytes(largest[2])} of parameters"
+    else:
+        path, where = ("input",), ""
+    collector.warning(
+        path,
+        "memory",
+        f"training needs {estimate.describe()}, more than the {format_bytes(available)} "
+        f"this machine has available{where}",
+        "use fewer or smaller layers, or a smaller train.batch_size",
+    )

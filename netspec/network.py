@@ -72,8 +72,12 @@ class Network:
 
     # -- construction -------------------------------------------------------------------------
     def _initial_store(self, seed: int) -> dict[str, Any]:
-        """Parameters and buffers in PyTorch's order, drawn on the host so every device agrees."""
-        rng = np.random.default_rng(seed)
+        """Parameters and buffers in PyTorch's order, drawn on the host so every device agrees.
+
+        Draws land in the network's dtype directly (float64 values, cast block by block), so
+        a float32 network never holds a float64 copy of a layer: same numbers, half the peak.
+        """
+        rng = _CastingGenerator(np.random.default_rng(seed), self.dtype)
         store: dict[str, Any] = {}
         for node in sorted(self.graph.nodes, key=lambda n: n.index):
             for key, value in node.layer.init(rng).items():
@@ -226,12 +230,20 @@ class Network:
 
     def _check_input(self, x: Any) -> Any:
         expected = tuple(self.spec.input.shape)
-        shape = tuple(getattr(x, "shape", ()))
+        wanted = format_shape((None, *expected))  # (N, 1, 28, 28)
+        if not hasattr(x, "shape"):  # a nested list, a scalar: what NumPy makes of it
+            try:
+                x = np.asarray(x)
+            except ValueError:
+                raise InputError(
+                    "input is a ragged nested list (its rows differ in length), "
+                    f"expected an array of shape {wanted}"
+                ) from None
+        shape = tuple(x.shape)
         if len(shape) != len(expected) + 1 or shape[1:] != expected:
-            raise InputError(
-                f"input has shape {shape}, expected (N, {', '.join(map(str, expected))})"
-                f" = {format_shape((None, *expected))}"
-            )
+            raise InputError(f"input has shape {shape}, expected {wanted}")
+        if x.dtype.kind not in "biuf":
+            raise InputError(f"input has dtype {x.dtype}, expected numbers ({self.dtype})")
         if array_module(x) is not self.xp:
             x = self.xp.asarray(to_numpy(x) if self.device == "cpu" else x)
         return x.astype(self.dtype, copy=False)
@@ -241,6 +253,31 @@ class Network:
         state = np.random.SeedSequence([self.seed, self.forward_calls]).generate_state(1)[0]
         self.forward_calls += 1
         return self.xp.random.default_rng(int(state))
+
+
+class _CastingGenerator:
+    """A numpy Generator whose `uniform` fills an array of `dtype`, drawing float64 values
+    a block at a time: the numbers, and the generator's state after, are those of one
+    float64 draw cast at the end, without the float64 array. Other methods pass through."""
+
+    _BLOCK = 1 << 16  # values per draw: 512 KiB of float64 at a time
+
+    def __init__(self, rng: np.random.Generator, dtype: np.dtype):
+        self._rng = rng
+        self._dtype = dtype
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rng, name)
+
+    def uniform(self, low: float = 0.0, high: float = 1.0, size: Any = None) -> Any:
+        if size is None:
+            return self._rng.uniform(low, high)
+        out = np.empty(size, dtype=self._dtype)
+        flat = out.reshape(-1)  # a view: out is contiguous
+        for start in range(0, flat.size, self._BLOCK):
+            stop = min(start + self._BLOCK, flat.size)
+            flat[start:stop] = self._rng.uniform(low, high, stop - start)
+        return out
 
 
 def _accumulate(pending: dict[str, Any], ref: str, g: Any) -> None:

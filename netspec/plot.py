@@ -12,6 +12,9 @@ from pathlib import Path
 
 from netspec.checkpoint import write_atomically
 
+MISSING_MATPLOTLIB = (
+    'matplotlib is not installed: pip install -e ".[plot]" (or pip install matplotlib)'
+)
 _BARS = "▁▂▃▄▅▆▇█"
 # (title, [(metric, label)]) of each panel.
 _PANELS = (

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from netspec.events import Callback, EvalResult, RunInfo, TrainResult
+from netspec.wording import plural
 
 # (metric, header, format) of the epoch line and the final table, in order.
 _COLUMNS = (
@@ -61,9 +62,15 @@ def run_line(run: RunInfo) -> str:
     resumed = (
         f", resuming {run.resumed_from} at epoch {run.start_epoch + 1}" if run.resumed_from else ""
     )
+    size = min(run.batch_size, run.train_samples)
+    clipped = ""
+    if size < run.batch_size:
+        clipped = f" (batch size {run.batch_size} clipped to the {plural(size, 'training sample')})"
+    samples = plural(run.train_samples, f"{run.data_name} sample")
+    batches = plural(run.batches, "batch", "batches")
     return (
-        f"training {run.spec_name} on {run.device}: {run.train_samples} {run.data_name} samples"
-        f"{validation}, {run.batches} batches of {run.batch_size}, {run.epochs} epochs{resumed}"
+        f"training {run.spec_name} on {run.device}: {samples}{validation}, "
+        f"{batches} of {size}{clipped}, {plural(run.epochs, 'epoch')}{resumed}"
     )
 
 
@@ -227,8 +234,8 @@ def render_evaluation(result: EvalResult, spec_name: str, weights: Path, console
     """Loss, accuracy and the confusion matrix of an evaluation."""
     epoch = f" (epoch {result.checkpoint_epoch})" if result.checkpoint_epoch else ""
     console.print(
-        f"{escape(spec_name)}: {escape(str(weights))}{epoch} on {result.samples} {result.split} "
-        "samples",
+        f"{escape(spec_name)}: {escape(str(weights))}{epoch} on "
+        f"{plural(result.samples, result.split + ' sample')}",
         highlight=False,
     )
     console.print(f"loss      {result.loss:.4f}", highlight=False)

@@ -10,6 +10,7 @@ from netspec.bench import BenchResult
 from netspec.diagnostics import Diagnostic
 from netspec.graph import ShapeReport
 from netspec.layers.base import Shape, format_shape
+from netspec.wording import plural
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow"}
 
@@ -100,7 +101,7 @@ def render_bench(result: BenchResult, console: Console) -> None:
     """Per-layer forward/backward milliseconds and their share of the timed layers."""
     table = Table(
         title=f"{result.spec} on {result.device}, batch {result.batch_size}, "
-        f"median of {result.repeats} steps",
+        f"median of {plural(result.repeats, 'step')}",
         title_justify="left",
     )
     for column in ("Layer", "Type", "Forward ms", "Backward ms", "Share"):
@@ -110,9 +111,10 @@ def render_bench(result: BenchResult, console: Console) -> None:
         share = (t.forward_ms + t.backward_ms) / total
         table.add_row(t.name, t.type, f"{t.forward_ms:.3f}", f"{t.backward_ms:.3f}", f"{share:.1%}")
     console.print(table)
-    console.print(
-        f"step (forward, loss, backward, update)  {result.step_ms:.2f} ms", highlight=False
-    )
+    if result.note:
+        console.print(f"note: {result.note}", highlight=False, soft_wrap=True)
+    parts = "forward, loss, backward, update" if result.loss else "forward, backward, update"
+    console.print(f"{f'step ({parts})':<40}{result.step_ms:.2f} ms", highlight=False)
     console.print(
         f"throughput                              {result.samples_per_second:,.0f} samples/s",
         highlight=False,

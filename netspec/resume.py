@@ -83,7 +83,7 @@ def check_same_network(checkpoint: Checkpoint, spec: Spec, net: Network, path: P
         raise CheckpointError(
             f"cannot resume from {path}: it was saved from a different network "
             f"(spec '{meta.get('spec_name', '?')}'), and a resumed run needs the same layers",
-            hint="pass the spec it was trained with, or start a new run without --resume",
+            hint="pass the spec it was trained with, or start a new run instead of resuming",
         )
     if meta.get("spec_fingerprint") != spec.fingerprint():
         return (

@@ -70,6 +70,25 @@ def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
     return RunSetup(net, loss, data, classification, ignore_index)
 
 
+def check_training_memory(spec: Spec, train: TrainSpec, device: str) -> None:
+    """TrainingError, before anything is allocated, when training `spec` with these
+    settings would need more memory than `device` has available (netspec/memory.py)."""
+    from netspec.graph import build_graph, infer_shapes
+    from netspec.memory import available_memory, format_bytes, training_memory
+
+    collector = spec.collector()
+    graph = build_graph(spec, collector)
+    infer_shapes(spec, graph, collector, None)
+    estimate = training_memory(spec, graph, train.batch_size, train.optimizer)
+    available = available_memory(device)
+    if available is not None and estimate.total > available:
+        raise TrainingError(
+            f"training {spec.name} needs {estimate.describe()}, more than the "
+            f"{format_bytes(available)} available on {device}",
+            hint="use fewer or smaller layers, or a smaller batch size",
+        )
+
+
 def train_settings(spec: Spec, overrides: dict, checkpoint: Checkpoint | None) -> TrainSpec:
     """The spec's `train:` section with the overrides (epochs, batch_size, lr, seed; None:
     not given) applied. A resumed run takes its seed and batch size from the checkpoint
@@ -103,16 +122,16 @@ def _with_lr(optimizer: Any, lr: float) -> Any:
     try:
         return type(optimizer).model_validate({**optimizer.model_dump(), "lr": lr})
     except ValidationError as exc:
-        raise TrainingError(f"--lr {lr}: {exc.errors()[0]['msg']}") from None
+        raise TrainingError(f"learning rate {lr}: {exc.errors()[0]['msg']}") from None
 
 
 def _resume_conflict(key: str, saved: int, given: int) -> TrainingError:
-    flag = "--" + key.replace("_", "-")
+    flag = key.replace("_", " ")
     if key == "seed":
         reason = "another seed draws another validation split and shuffle order"
     else:
         reason = "the checkpoint stopped in the middle of an epoch of other batches"
     return TrainingError(
         f"cannot resume with {flag} {given}: the checkpoint was trained with {saved}, and {reason}",
-        hint=f"drop {flag} to resume, or start a new run without --resume",
+        hint=f"resume with the checkpoint's {flag} ({saved}), or start a new run instead",
     )

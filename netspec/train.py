@@ -43,8 +43,9 @@ from netspec.interrupts import DeferredInterrupts
 from netspec.metrics import MetricsLog, finite_or_none, monitors_for, plateau_metric
 from netspec.optim import compile_optimizer
 from netspec.resume import Position, check_same_network, restore_run, run_checkpoint
-from netspec.run_setup import prepare, train_settings
+from netspec.run_setup import check_training_memory, prepare, train_settings
 from netspec.schedule import compile_schedule
+from netspec.wording import plural
 
 if TYPE_CHECKING:
     from netspec.spec import Spec
@@ -86,6 +87,11 @@ class Trainer:
         were. Other failures are NetspecErrors (DataError, CheckpointError, DeviceError...).
         """
         get_xp(self.device)
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise TrainingError(
+                f"the output folder {self.out} is a file, not a folder",
+                hint="choose another folder for the run's files",
+            )
         checkpoint = load_checkpoint(resume) if resume is not None else None
         self._build(checkpoint)
         if checkpoint is not None:
@@ -93,7 +99,12 @@ class Trainer:
         if self.metrics_log is not None:
             self.metrics_log.start(self.history)
         self._emit("on_train_start", self._run_info(resume))
-        with self._interrupts.installed():
+        # A diverging run overflows on its way to a NaN loss; the clean NonFiniteLossError
+        # says so, NumPy's RuntimeWarnings before it would only be noise.
+        with (
+            self._interrupts.installed(),
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        ):
             try:
                 stopped = self._loop()
             except KeyboardInterrupt:
@@ -106,6 +117,7 @@ class Trainer:
     def _build(self, checkpoint: Checkpoint | None) -> None:
         """Settings, data, network, loss, optimizer, schedule and a fresh run position."""
         self.train = train_settings(self.spec, self.overrides, checkpoint)
+        check_training_memory(self.spec, self.train, self.device)
         self.setup = prepare(self.spec, self.device, self.train.seed)
         self.optimizer = compile_optimizer(self.train.optimizer, self.setup.net)
         schedule = self.train.lr_schedule
@@ -125,6 +137,7 @@ class Trainer:
         self._interrupts = DeferredInterrupts()
         self._consistent = True  # False while a step or an epoch's bookkeeping is half done
         self._saved_on_interrupt = False
+        self._plot_skip_said = False
         self._epoch_started = time.perf_counter()
 
     def _run_info(self, resume: str | Path | None) -> RunInfo:
@@ -151,10 +164,11 @@ class Trainer:
     def _loop(self) -> str:
         batches = self._batches()
         if self.pos.epoch >= self.train.epochs:
+            total = self.train.epochs
             self._emit(
                 "on_warning",
-                f"nothing to do: {self.pos.epoch} of {self.train.epochs} epochs are done "
-                "(raise --epochs to train longer)",
+                f"nothing to do: {self.pos.epoch} of {plural(total, 'epoch')} "
+                f"{'is' if total == 1 else 'are'} done (ask for more epochs to train longer)",
             )
         while self.pos.epoch < self.train.epochs:
             epoch = self.pos.epoch + 1
@@ -298,7 +312,10 @@ class Trainer:
         if warning is not None:
             self._emit("on_warning", warning)
         if self.overrides["lr"] is not None:
-            self._emit("on_warning", "--lr is ignored when resuming: the optimizer state wins")
+            self._emit(
+                "on_warning",
+                "the learning rate override is ignored when resuming: the optimizer state wins",
+            )
         restore_run(self, checkpoint, path, self._batches())
         self.last_path = path
         if self.out is not None and (self.out / "best.npz").is_file():
@@ -307,12 +324,18 @@ class Trainer:
     def _write_plot(self) -> Path | None:
         if self.out is None or not self.history:
             return None
-        from netspec.plot import save_plot
+        from netspec import plot
 
+        path = self.out / "metrics.png"
+        if not plot.matplotlib_available():
+            if not self._plot_skip_said:
+                self._plot_skip_said = True
+                self._emit("on_warning", f"{path} skipped: {plot.MISSING_MATPLOTLIB}")
+            return None
         try:
-            return save_plot(self.history, self.out / "metrics.png", title=self.spec.name)
+            return plot.save_plot(self.history, path, title=self.spec.name)
         except Exception as exc:  # matplotlib fails in many ways (fonts, backends, disks)
-            self._emit("on_warning", f"could not draw {self.out / 'metrics.png'}: {exc}")
+            self._emit("on_warning", f"could not draw {path}: {exc}")
             return None
 
     def _result(self, stopped: str) -> TrainResult:

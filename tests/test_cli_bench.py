@@ -73,7 +73,9 @@ def test_cuda_without_cupy_is_one_clear_line(tmp_path, monkeypatch):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     # The brackets survive: the message is printed as text, not as rich markup.
-    assert "--device cuda needs CuPy: pip install 'netspec[cuda]'" in lines[0]
+    assert (
+        "device 'cuda' needs CuPy, which is not installed: pip install -e \".[cuda]\"" in lines[0]
+    )
 
 
 def test_unknown_device_is_one_line(tmp_path):
@@ -90,3 +92,50 @@ def test_bad_options_and_specs_are_refused(tmp_path):
     result = run(broken, "--repeats", "2")
     assert result.exit_code == 1
     assert "in_features" in result.stderr
+
+
+# -- specs a training step does not fit (issue 8) ---------------------------------------------
+TWO_OUTPUTS = """
+name: two
+input: {shape: [1, 6, 6]}
+layers:
+  - Conv2d: {in_channels: 1, out_channels: 2, kernel_size: 3}
+  - {type: ReLU, name: relu}
+  - {type: Flatten, name: flat}
+  - {type: Linear, name: head, in_features: 32, out_features: 3}
+  - {type: MaxPool2d, name: pool, inputs: [relu], kernel_size: 2, return_indices: true}
+outputs: [head, pool, pool.indices]
+loss: CrossEntropyLoss
+"""
+
+
+def test_several_outputs_take_the_loss_on_the_first_as_training_does(tmp_path):
+    result = run(spec_file(tmp_path, TWO_OUTPUTS), "-r", "2", "-b", "4", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert (document["loss"], document["note"]) == ("CrossEntropyLoss", None)
+    times = {layer["name"]: layer for layer in document["layers"]}
+    assert times["head"]["backward_ms"] > 0 and times["0"]["backward_ms"] > 0
+    assert times["pool"]["backward_ms"] == 0  # no loss reads it, as in training
+
+
+def test_a_loss_that_does_not_fit_gives_way_to_a_synthetic_gradient(tmp_path):
+    text = TWO_OUTPUTS.replace(
+        "loss: CrossEntropyLoss", "loss: {CrossEntropyLoss: {weight: [1.0, 2.0]}}"
+    )
+    result = run(spec_file(tmp_path, text), "-r", "2", "-b", "4")
+    assert result.exit_code == 0, result.output
+    assert "note: CrossEntropyLoss does not fit the first output: " in result.stdout
+    assert "random gradient of each output's shape" in result.stdout
+    assert "step (forward, backward, update)" in result.stdout
+
+
+def test_the_seed_activations_spec_times_backward_without_a_loss():
+    result = run("specs/seed/activations.yaml", "-r", "2", "-b", "4", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["loss"] is None and "the spec has no loss" in document["note"]
+    assert len(document["layers"]) == 7
+    assert all(layer["backward_ms"] > 0 for layer in document["layers"])  # input gradient
+    table = run("specs/seed/activations.yaml", "-r", "1", "-b", "4")
+    assert "note: the spec has no loss: backward starts from a random gradient" in table.stdout

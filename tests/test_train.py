@@ -320,8 +320,15 @@ def test_metrics_log_has_one_object_per_epoch(tmp_path):
     assert (run.train_samples, run.val_samples, run.batches) == (72, 18, BATCHES)
     logs = next(e[4] for e in recorder.events if e[0] == "on_batch_end")
     assert {"loss", "accuracy", "samples_per_second"} <= logs.keys()
+
+
+def test_metrics_png_is_drawn_with_matplotlib(tmp_path):
+    pytest.importorskip("matplotlib")
+    recorder = Recorder()
+    result = fit(tiny_spec(tmp_path), out=tmp_path, epochs=2, callbacks=[recorder])
     assert result.plot_path == tmp_path / "metrics.png"
     assert result.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [e for e in recorder.events if e[0] == "on_warning"]
 
 
 def test_regression_logs_no_accuracy_and_without_out_writes_nothing(tmp_path):

@@ -190,7 +190,8 @@ class Layer(BaseModel):
     def init(self, rng: Any) -> dict[str, Any]:
         """Parameters and buffers as float64/int64 NumPy arrays, by PyTorch's scheme.
 
-        `rng` is a numpy.random.Generator; the network casts and moves the arrays.
+        `rng` is a numpy.random.Generator; the network casts and moves the arrays (its
+        generator's `uniform` returns the network's dtype already, to spare a float64 copy).
         """
         return {}
 
