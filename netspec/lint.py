@@ -21,7 +21,8 @@ def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
         _softmax_without_dim,
         _bias_before_batchnorm,
         _unused_outputs,
-        _dropout2d_on_3d,
+        _dropout2d_rank,
+        _one_output_for_the_loss,
         _loss_fits_output,
         _softmax_into_cross_entropy,
         _legacy_loss_flags,
@@ -60,8 +61,8 @@ def _bias_before_batchnorm(spec: Spec, graph: Graph, collector: Collector) -> No
             collector.warning(
                 spec.layer_path(producer.index),
                 "bias-before-batchnorm",
-                f"{producer.layer.type_name} '{producer.name}' has a bias that BatchNorm2d "
-                f"'{node.name}' cancels out",
+                f"{producer.layer.type_name} '{producer.shown}' has a bias that BatchNorm2d "
+                f"'{node.shown}' cancels out",
                 "set bias: false on the layer before BatchNorm2d",
             )
 
@@ -74,22 +75,26 @@ def _unused_outputs(spec: Spec, graph: Graph, collector: Collector) -> None:
             collector.warning(
                 spec.layer_path(node.index),
                 "unused",
-                f"the output of layer '{node.name}' is never used",
+                f"the output of layer '{node.shown}' is never used",
                 "list it in `inputs` of a later layer or in `outputs`, or remove it",
             )
 
 
-def _dropout2d_on_3d(spec: Spec, graph: Graph, collector: Collector) -> None:
+def _dropout2d_rank(spec: Spec, graph: Graph, collector: Collector) -> None:
+    """PyTorch's warning for a Dropout2d input that is not (N, C, H, W)."""
     for node in graph.nodes:
         shape = _input_shape(graph, node)
-        if isinstance(node.layer, Dropout2d) and shape is not None and len(shape) == 3:
-            collector.warning(
-                spec.layer_path(node.index),
-                "dropout2d-3d",
-                "Dropout2d on a 3-D input (N, C, L) zeroes whole rows, not channels, as PyTorch "
-                "does (pytorch issue #77081)",
-                "use Dropout1d semantics deliberately, or give Dropout2d a (N, C, H, W) input",
-            )
+        if not isinstance(node.layer, Dropout2d) or shape is None or len(shape) < 2:
+            continue  # rank 1 is an error of its own (or, with p = 0, nothing happens)
+        message = node.layer.input_warning(shape)
+        if message is None:
+            continue
+        if len(shape) == 3:
+            code, hint = "dropout2d-3d", "use Dropout1d semantics deliberately (pytorch issue "
+            hint += "#77081), or give Dropout2d an (N, C, H, W) input"
+        else:
+            code, hint = "dropout2d-rank", "use Dropout, or give Dropout2d an (N, C, H, W) input"
+        collector.warning(spec.layer_path(node.index), code, message, hint)
 
 
 def _final_output(graph: Graph):
@@ -106,6 +111,20 @@ def _loss_fits_output(spec: Spec, graph: Graph, collector: Collector) -> None:
         spec.loss.check(graph.shapes[node.name])
     except ShapeError as exc:
         collector.error(_loss_path(spec, exc.field), exc.code, exc.message, exc.hint)
+
+
+def _one_output_for_the_loss(spec: Spec, graph: Graph, collector: Collector) -> None:
+    """Training applies the one loss to one output: refuse to ignore the others silently."""
+    if spec.loss is None or len(graph.outputs) < 2:
+        return
+    collector.error(
+        ("outputs",),
+        "outputs",
+        f"the loss trains one output, but the network has {len(graph.outputs)}: "
+        + ", ".join(graph.outputs),
+        "list the one layer the loss applies to in `outputs`, "
+        "or leave out `loss` to only run the network",
+    )
 
 
 def _loss_path(spec: Spec, field: str | None):

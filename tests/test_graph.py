@@ -87,9 +87,57 @@ def test_cycles_are_errors():
         HEAD + "  - {type: ReLU, name: a, inputs: [b]}\n  - {type: ReLU, name: b, inputs: [a]}\n"
     )
     assert head(d) == "g.yaml:3:27: error[cycle]"
-    assert d.message == "layers form a cycle: a -> b"
+    assert d.message == "layers form a cycle: a -> b -> a"
     d = only(HEAD + "  - {type: ReLU, name: a, inputs: [a]}\n")
-    assert d.message == "layers form a cycle: a"
+    assert d.message == "layers form a cycle: a -> a"
+
+
+def test_a_cycle_names_only_its_own_layers_in_the_order_data_flows():
+    d = only(
+        HEAD + "  - {type: ReLU, name: a, inputs: [c]}\n  - {type: ReLU, name: b, inputs: [a]}\n"
+        "  - {type: ReLU, name: c, inputs: [b]}\n  - {type: ReLU, name: d, inputs: [c]}\n"
+        "  - {type: ReLU, name: e, inputs: [d]}\n"
+    )
+    assert head(d) == "g.yaml:3:27: error[cycle]"
+    assert d.message == "layers form a cycle: a -> b -> c -> a"
+
+
+def test_each_cycle_is_reported_once_and_downstream_layers_are_not_named():
+    found = errors(
+        HEAD + "  - {type: ReLU, name: d, inputs: [b]}\n  - {type: ReLU, name: a, inputs: [b]}\n"
+        "  - {type: ReLU, name: b, inputs: [a]}\n  - {type: Add, name: x, inputs: [x, d]}\n"
+    )
+    assert [(head(d), d.message) for d in found] == [
+        ("g.yaml:4:27: error[cycle]", "layers form a cycle: a -> b -> a"),
+        ("g.yaml:6:26: error[cycle]", "layers form a cycle: x -> x"),
+    ]
+
+
+def test_diagnostics_name_layers_as_the_user_wrote_them():
+    found = diagnostics(
+        HEAD + "  - {type: MaxPool2d, name: x, kernel_size: 2, return_indices: true}\n"
+        "  - {type: ReLU, name: a}\n  - {type: ReLU, name: a}\n"
+        "  - {type: ReLU, name: x.indices, inputs: [x]}\n  - {type: ReLU, inputs: [a]}\n"
+    )
+    unused = [(head(d), d.message) for d in found if d.code == "unused"]
+    assert unused == [
+        ("g.yaml:5:5: warning[unused]", "the output of layer 'a' is never used"),
+        ("g.yaml:6:5: warning[unused]", "the output of layer 'x.indices' is never used"),
+    ]
+    assert not any("#" in d.message for d in found)
+
+
+def test_a_loss_on_several_outputs_is_refused():
+    d = only(
+        HEAD + "  - {type: ReLU, name: r}\n  - {type: Tanh, name: t, inputs: [input]}\n"
+        "outputs: [r, t]\nloss: MSELoss\n"
+    )
+    assert head(d) == "g.yaml:5:1: error[outputs]"
+    assert d.message == "the loss trains one output, but the network has 2: r, t"
+    assert d.hint == (
+        "list the one layer the loss applies to in `outputs`, "
+        "or leave out `loss` to only run the network"
+    )
 
 
 def test_unknown_outputs_are_errors():

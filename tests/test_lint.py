@@ -130,6 +130,20 @@ def test_dropout2d_on_a_3d_input():
     assert head(d) == "w.yaml:3:5: warning[dropout2d-3d]"
 
 
+@pytest.mark.parametrize(("shape", "rank"), [("[10]", 2), ("[2, 3, 4, 5]", 5)])
+def test_dropout2d_on_a_2d_or_5d_input_warns_as_pytorch_does(shape, rank):
+    (d,) = warnings(f"input: {{shape: {shape}}}\nlayers:\n  - Dropout2d: {{p: 0.5}}\n")
+    assert head(d) == "w.yaml:3:5: warning[dropout2d-rank]"
+    assert d.message.startswith(
+        f"dropout2d: Received a {rank}-D input to dropout2d, which is deprecated"
+    )
+    assert d.hint == "use Dropout, or give Dropout2d an (N, C, H, W) input"
+
+
+def test_dropout2d_on_a_4d_input_does_not_warn():
+    assert warnings("input: {shape: [2, 4, 4]}\nlayers:\n  - Dropout2d: {p: 0.5}\n") == []
+
+
 def test_the_examples_are_clean_of_unexpected_warnings():
     spec = netspec.loads(CLASSIFIER + "  - ReLU\nloss: CrossEntropyLoss\n")
     assert spec.warnings == []
