@@ -8,7 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from netspec.diagnostics import Collector
-from netspec.layers import BatchNorm2d, Conv2d, Dropout2d, Linear, Softmax
+from netspec.layers import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout2d,
+    Linear,
+    MaxPool2d,
+    Softmax,
+)
 from netspec.layers.base import ShapeError
 
 if TYPE_CHECKING:
@@ -23,6 +33,7 @@ def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
         _unused_outputs,
         _dropout2d_rank,
         _one_output_for_the_loss,
+        _input_fits_data,
         _loss_fits_output,
         _softmax_into_cross_entropy,
         _legacy_loss_flags,
@@ -124,6 +135,28 @@ def _one_output_for_the_loss(spec: Spec, graph: Graph, collector: Collector) -> 
         + ", ".join(graph.outputs),
         "list the one layer the loss applies to in `outputs`, "
         "or leave out `loss` to only run the network",
+    )
+
+
+_IMAGE_LAYERS = (Conv2d, MaxPool2d, AvgPool2d, AdaptiveMaxPool2d, AdaptiveAvgPool2d, BatchNorm2d)
+
+
+def _input_fits_data(spec: Spec, graph: Graph, collector: Collector) -> None:
+    """A built-in source fills only some input shapes: say so now, not after loading it."""
+    shapes = getattr(spec.data, "sample_shapes", None)
+    declared = tuple(spec.input.shape)
+    if shapes is None or declared in shapes:
+        return
+    images = any(isinstance(node.layer, _IMAGE_LAYERS) for node in graph.nodes)
+    fits = next((s for s in shapes if (len(s) > 1) == images), shapes[0])
+    known = " or ".join(str(list(s)) for s in shapes)
+    collector.error(
+        ("input", "shape"),
+        "data-shape",
+        f"the {spec.data.source} source gives samples of shape {known}, "  # type: ignore[union-attr]
+        f"but the input shape is {list(declared)}",
+        f"set input: {{shape: {list(fits)}}} and size the layers for it, "
+        "or bring your own data with source: npz",
     )
 
 
