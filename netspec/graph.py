@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from netspec.diagnostics import Collector, did_you_mean
-from netspec.layers import Flatten, Layer
+from netspec.layers import LAYER_TYPES, Flatten, Layer
 from netspec.layers.base import Shape, ShapeError, format_shape, prod
 
 if TYPE_CHECKING:
@@ -209,23 +209,52 @@ def _reachable(start, stuck, edges) -> set[str]:
     return seen
 
 
+# Errors about sizes: after a layer whose output sizes are a guess they would be bogus.
+_SIZE_CODES = frozenset({"size", "kernel-size", "features", "merge", "empty", "batch"})
+
+
 def infer_shapes(spec: Spec, graph: Graph, collector: Collector, batch: int | None) -> None:
-    """Fill `graph.shapes`; shape errors become diagnostics, unknown shapes propagate quietly."""
+    """Fill `graph.shapes`; shape errors become diagnostics, unknown shapes propagate quietly.
+
+    After an error, a layer's output is the shape its declared arguments give; where those
+    were refused it is a guess (`guessed`), and later errors about sizes are left out.
+    """
     graph.shapes[INPUT] = (batch, *spec.input.shape)
+    guessed: set[str] = set()
     for node in graph.nodes:
         inputs = [graph.shapes.get(ref) for ref in node.inputs]
+        on_guess = any(ref in guessed for ref in node.inputs)
+        if node.layer is None and _keeps_shape(spec._raw_types.get(node.index)):
+            graph.shapes[node.name] = inputs[0]  # its arguments failed, not its shape
+            if on_guess:
+                guessed.add(node.name)
+            continue
         if node.layer is None or not _arity_ok(node.layer, inputs) or None in inputs:
             graph.shapes[node.name] = None
             continue
+        made = [node.name]  # and its side outputs, NAME.indices
         try:
             out = node.layer.output_shape(*inputs)
             for key, shape in node.layer.side_output_shapes(*inputs).items():
                 graph.shapes[f"{node.name}.{key}"] = shape
+                made.append(f"{node.name}.{key}")
         except ShapeError as exc:
-            hint = _flatten_hint(exc, graph, node)
-            collector.error(spec.layer_path(node.index, exc.field), exc.code, exc.message, hint)
+            for problem in exc.all:
+                if on_guess and problem.code in _SIZE_CODES:
+                    continue
+                hint = _flatten_hint(problem, graph, node)
+                where = spec.layer_path(node.index, problem.field)
+                collector.error(where, problem.code, problem.message, hint)
             out = exc.recovered
+            on_guess = on_guess or exc.guessed
         graph.shapes[node.name] = out
+        if on_guess:
+            guessed.update(made)
+
+
+def _keeps_shape(type_name: str | None) -> bool:
+    kind = LAYER_TYPES.get(type_name) if type_name is not None else None
+    return kind is not None and kind.keeps_shape
 
 
 def _flatten_hint(exc: ShapeError, graph: Graph, node: Node) -> str | None:

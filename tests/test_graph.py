@@ -289,6 +289,64 @@ def test_inference_goes_on_past_a_shape_error_with_the_declared_values():
     ]
 
 
+def test_every_problem_is_reported_in_one_run():
+    found = errors(
+        "input: {shape: [3, 32, 32]}\nlayers:\n"
+        "  - Conv2d: {in_channels: 3, out_channels: 8, kernel_size: 3, padding: -1, stride: 0}\n"
+        "  - MaxPool2d: {kernel_size: 2, padding: 2}\n"
+        "  - Conv2d: {in_channels: 4, out_channels: 8, kernel_size: 3}\n"
+        "  - ReLU\n"
+    )
+    assert [(head(d), d.message) for d in found] == [
+        ("g.yaml:3:63: error[padding]", "negative padding is not supported"),
+        ("g.yaml:3:76: error[stride]", "non-positive stride is not supported"),
+        (
+            "g.yaml:4:33: error[value]",
+            "pad should be at most half of effective kernel size, but got pad=2, "
+            "kernel_size=2 and dilation=1",
+        ),
+        (
+            "g.yaml:5:14: error[channels]",
+            "Given groups=1, weight of size [8, 4, 3, 3], expected input[N, 8, 17, 17] to have "
+            "4 channels, but got 8 channels instead",
+        ),
+    ]
+
+
+def test_every_constructor_rule_a_layer_breaks_is_reported():
+    found = errors(
+        HEAD + "  - Conv2d: {in_channels: 4, out_channels: 8, kernel_size: 3, groups: 3, "
+        "padding: same, stride: 2}\n"
+    )
+    assert [(head(d), d.message) for d in found] == [
+        ("g.yaml:3:14: error[invalid-arg]", "in_channels must be divisible by groups"),
+        ("g.yaml:3:30: error[invalid-arg]", "out_channels must be divisible by groups"),
+        (
+            "g.yaml:3:74: error[invalid-arg]",
+            "padding='same' is not supported for strided convolutions",
+        ),
+    ]
+
+
+def test_size_errors_after_a_guessed_shape_are_not_reported():
+    # With stride 0 refused, the sizes after it are a guess: only what does not depend on
+    # them (the channels) is checked further on.
+    found = errors(
+        HEAD + "  - Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 3, stride: 0}\n"
+        "  - Flatten\n  - Linear: {in_features: 5, out_features: 2}\n"
+        "  - BatchNorm2d: {num_features: 3}\n"
+    )
+    assert [(d.line, d.code) for d in found] == [(3, "stride"), (6, "rank")]
+
+
+def test_shape_inference_goes_on_past_a_shape_keeping_layer_that_failed_validation():
+    found = errors(
+        HEAD
+        + "  - Dropout: {p: 2.0}\n  - Conv2d: {in_channels: 4, out_channels: 8, kernel_size: 3}\n"
+    )
+    assert [(d.line, d.code) for d in found] == [(3, "invalid-arg"), (4, "channels")]
+
+
 def test_a_layer_that_failed_validation_does_not_cascade():
     text = HEAD + "  - Nope\n  - Linear: {in_features: 1, out_features: 2}\n  - Conv2d: {}\n"
     found = errors(text)
