@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from netspec.diagnostics import Collector, did_you_mean
-from netspec.layers import Flatten, Layer
+from netspec.layers import LAYER_TYPES, Flatten, Layer
 from netspec.layers.base import Shape, ShapeError, format_shape, prod
 
 if TYPE_CHECKING:
@@ -28,9 +28,15 @@ class Node:
     """One layer in the graph: its index in `layers`, resolved name and input references."""
 
     index: int
-    name: str
+    name: str  # unique in the graph: a second use of a name gets a private suffix
     layer: Layer
     inputs: tuple[str, ...]  # "input", a layer name, or "NAME.indices"
+    label: str = ""  # the name as the user wrote it, for messages (default: `name`)
+
+    @property
+    def shown(self) -> str:
+        """The layer's name in the user's terms (never the private `name#i`)."""
+        return self.label or self.name
 
 
 @dataclass
@@ -54,6 +60,7 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
     are left out, unknown references have unknown shapes) so that checking can go on.
     """
     names: dict[str, int] = {}
+    labels: dict[str, str] = {}  # private name -> the user's
     pending: list[tuple[int, str, Layer | None, tuple[str, ...] | None]] = []
     for i, layer in enumerate(spec.layers):
         if layer is None:
@@ -68,6 +75,7 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
                 + ("it is the spec's input" if name == INPUT else "names cannot contain '.'")
             )
             collector.error(spec.layer_path(i, "name"), "name", reason)
+            labels[f"{name}#{i}"] = name
             name = f"{name}#{i}"  # a private name: references keep meaning the first
         names.setdefault(name, i)
         default = (INPUT,) if i == 0 else (pending[-1][1],)
@@ -85,8 +93,8 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
         if ref not in known:
             hint = did_you_mean(ref, known)
             collector.error(("outputs", j), "unknown-output", f"unknown output '{ref}'", hint)
-    order = _topological_order(spec, pending, names, collector)
-    nodes = [Node(i, name, layer, inputs) for i, name, layer, inputs in order]
+    order = _topological_order(spec, pending, names, labels, collector)
+    nodes = [Node(i, name, layer, inputs, labels.get(name, "")) for i, name, layer, inputs in order]
     return Graph(nodes, outputs)
 
 
@@ -122,7 +130,7 @@ def _check_inputs(spec, i, layer, inputs, known, collector) -> None:
         )
 
 
-def _topological_order(spec, pending, names, collector):
+def _topological_order(spec, pending, names, labels, collector):
     """Kahn's algorithm, taking the lowest index first so chains keep their written order."""
     deps = {p[1]: {ref.split(".")[0] for ref in p[3] if ref != INPUT} & set(names) for p in pending}
     by_name = {p[1]: p for p in pending}
@@ -142,35 +150,111 @@ def _topological_order(spec, pending, names, collector):
             if waiting[u] == 0:
                 heapq.heappush(ready, (by_name[u][0], u))
     if len(order) < len(pending):
-        stuck = sorted((by_name[n][0], n) for n, count in waiting.items() if count > 0)
-        cycle = " -> ".join(n for _, n in stuck)
-        i = stuck[0][0]
-        collector.error(
-            spec.layer_path(i, "inputs"),
-            "cycle",
-            f"layers form a cycle: {cycle}",
-            "a layer's inputs must not depend on itself",
-        )
+        stuck = {n for n, count in waiting.items() if count > 0}
+        index = {n: by_name[n][0] for n in stuck}
+        for cycle in _cycles(stuck, users, deps, index):
+            shown = " -> ".join(labels.get(n, n) for n in (*cycle, cycle[0]))
+            collector.error(
+                spec.layer_path(index[cycle[0]], "inputs"),
+                "cycle",
+                f"layers form a cycle: {shown}",
+                "a layer's inputs must not depend on itself",
+            )
     return order
 
 
+def _cycles(stuck: set[str], users: dict, deps: dict, index: dict[str, int]) -> list[list[str]]:
+    """One cycle per strongly connected group of the layers Kahn's algorithm could not order,
+    each in the order data flows, from its first-written layer. The other stuck layers only
+    read a cycle's output: they are not on it, so they are not named."""
+    found, placed = [], set()
+    for start in sorted(stuck, key=index.get):
+        if start in placed:
+            continue
+        path = _shortest_way_back(start, stuck, users, index)
+        if path is None:
+            continue  # downstream of a cycle
+        found.append(path)
+        placed |= _reachable(start, stuck, users) & _reachable(start, stuck, deps)  # its group
+    return found
+
+
+def _shortest_way_back(start, stuck, users, index) -> list[str] | None:
+    """The layers on the shortest flow path from `start` back to itself (breadth first)."""
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for n in frontier:
+            for u in sorted((u for u in users[n] if u in stuck), key=index.get):
+                if u == start:
+                    path = [n]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return path[::-1]
+                if u not in came_from:
+                    came_from[u] = n
+                    following.append(u)
+        frontier = following
+    return None
+
+
+def _reachable(start, stuck, edges) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for u in edges[todo.pop()]:
+            if u in stuck and u not in seen:
+                seen.add(u)
+                todo.append(u)
+    return seen
+
+
+# Errors about sizes: after a layer whose output sizes are a guess they would be bogus.
+_SIZE_CODES = frozenset({"size", "kernel-size", "features", "merge", "empty", "batch"})
+
+
 def infer_shapes(spec: Spec, graph: Graph, collector: Collector, batch: int | None) -> None:
-    """Fill `graph.shapes`; shape errors become diagnostics, unknown shapes propagate quietly."""
+    """Fill `graph.shapes`; shape errors become diagnostics, unknown shapes propagate quietly.
+
+    After an error, a layer's output is the shape its declared arguments give; where those
+    were refused it is a guess (`guessed`), and later errors about sizes are left out.
+    """
     graph.shapes[INPUT] = (batch, *spec.input.shape)
+    guessed: set[str] = set()
     for node in graph.nodes:
         inputs = [graph.shapes.get(ref) for ref in node.inputs]
+        on_guess = any(ref in guessed for ref in node.inputs)
+        if node.layer is None and _keeps_shape(spec._raw_types.get(node.index)):
+            graph.shapes[node.name] = inputs[0]  # its arguments failed, not its shape
+            if on_guess:
+                guessed.add(node.name)
+            continue
         if node.layer is None or not _arity_ok(node.layer, inputs) or None in inputs:
             graph.shapes[node.name] = None
             continue
+        made = [node.name]  # and its side outputs, NAME.indices
         try:
             out = node.layer.output_shape(*inputs)
             for key, shape in node.layer.side_output_shapes(*inputs).items():
                 graph.shapes[f"{node.name}.{key}"] = shape
+                made.append(f"{node.name}.{key}")
         except ShapeError as exc:
-            hint = _flatten_hint(exc, graph, node)
-            collector.error(spec.layer_path(node.index, exc.field), exc.code, exc.message, hint)
+            for problem in exc.all:
+                if on_guess and problem.code in _SIZE_CODES:
+                    continue
+                hint = _flatten_hint(problem, graph, node)
+                where = spec.layer_path(node.index, problem.field)
+                collector.error(where, problem.code, problem.message, hint)
             out = exc.recovered
+            on_guess = on_guess or exc.guessed
         graph.shapes[node.name] = out
+        if on_guess:
+            guessed.update(made)
+
+
+def _keeps_shape(type_name: str | None) -> bool:
+    kind = LAYER_TYPES.get(type_name) if type_name is not None else None
+    return kind is not None and kind.keeps_shape
 
 
 def _flatten_hint(exc: ShapeError, graph: Graph, node: Node) -> str | None:
@@ -184,7 +268,7 @@ def _flatten_hint(exc: ShapeError, graph: Graph, node: Node) -> str | None:
     if source is None:
         return exc.hint
     what = producer.layer.describe_flattening(source)
-    return f"{exc.hint} — Flatten '{producer.name}' after '{producer.inputs[0]}' yields {what}"
+    return f"{exc.hint} — Flatten '{producer.shown}' after '{producer.inputs[0]}' yields {what}"
 
 
 def analyse(spec: Spec, collector: Collector, batch: int | None = None) -> Graph:

@@ -8,7 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from netspec.diagnostics import Collector
-from netspec.layers import BatchNorm2d, Conv2d, Dropout2d, Linear, Softmax
+from netspec.layers import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout2d,
+    Linear,
+    MaxPool2d,
+    Softmax,
+)
 from netspec.layers.base import ShapeError
 
 if TYPE_CHECKING:
@@ -21,7 +31,9 @@ def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
         _softmax_without_dim,
         _bias_before_batchnorm,
         _unused_outputs,
-        _dropout2d_on_3d,
+        _dropout2d_rank,
+        _one_output_for_the_loss,
+        _input_fits_data,
         _loss_fits_output,
         _softmax_into_cross_entropy,
         _legacy_loss_flags,
@@ -61,8 +73,8 @@ def _bias_before_batchnorm(spec: Spec, graph: Graph, collector: Collector) -> No
             collector.warning(
                 spec.layer_path(producer.index),
                 "bias-before-batchnorm",
-                f"{producer.layer.type_name} '{producer.name}' has a bias that BatchNorm2d "
-                f"'{node.name}' cancels out",
+                f"{producer.layer.type_name} '{producer.shown}' has a bias that BatchNorm2d "
+                f"'{node.shown}' cancels out",
                 "set bias: false on the layer before BatchNorm2d",
             )
 
@@ -75,22 +87,26 @@ def _unused_outputs(spec: Spec, graph: Graph, collector: Collector) -> None:
             collector.warning(
                 spec.layer_path(node.index),
                 "unused",
-                f"the output of layer '{node.name}' is never used",
+                f"the output of layer '{node.shown}' is never used",
                 "list it in `inputs` of a later layer or in `outputs`, or remove it",
             )
 
 
-def _dropout2d_on_3d(spec: Spec, graph: Graph, collector: Collector) -> None:
+def _dropout2d_rank(spec: Spec, graph: Graph, collector: Collector) -> None:
+    """PyTorch's warning for a Dropout2d input that is not (N, C, H, W)."""
     for node in graph.nodes:
         shape = _input_shape(graph, node)
-        if isinstance(node.layer, Dropout2d) and shape is not None and len(shape) == 3:
-            collector.warning(
-                spec.layer_path(node.index),
-                "dropout2d-3d",
-                "Dropout2d on a 3-D input (N, C, L) zeroes whole rows, not channels, as PyTorch "
-                "does (pytorch issue #77081)",
-                "use Dropout1d semantics deliberately, or give Dropout2d a (N, C, H, W) input",
-            )
+        if not isinstance(node.layer, Dropout2d) or shape is None or len(shape) < 2:
+            continue  # rank 1 is an error of its own (or, with p = 0, nothing happens)
+        message = node.layer.input_warning(shape)
+        if message is None:
+            continue
+        if len(shape) == 3:
+            code, hint = "dropout2d-3d", "use Dropout1d semantics deliberately (pytorch issue "
+            hint += "#77081), or give Dropout2d an (N, C, H, W) input"
+        else:
+            code, hint = "dropout2d-rank", "use Dropout, or give Dropout2d an (N, C, H, W) input"
+        collector.warning(spec.layer_path(node.index), code, message, hint)
 
 
 def _final_output(graph: Graph):
@@ -107,6 +123,42 @@ def _loss_fits_output(spec: Spec, graph: Graph, collector: Collector) -> None:
         spec.loss.check(graph.shapes[node.name])
     except ShapeError as exc:
         collector.error(_loss_path(spec, exc.field), exc.code, exc.message, exc.hint)
+
+
+def _one_output_for_the_loss(spec: Spec, graph: Graph, collector: Collector) -> None:
+    """Training applies the one loss to one output: refuse to ignore the others silently."""
+    if spec.loss is None or len(graph.outputs) < 2:
+        return
+    collector.error(
+        ("outputs",),
+        "outputs",
+        f"the loss trains one output, but the network has {len(graph.outputs)}: "
+        + ", ".join(graph.outputs),
+        "list the one layer the loss applies to in `outputs`, "
+        "or leave out `loss` to only run the network",
+    )
+
+
+_IMAGE_LAYERS = (Conv2d, MaxPool2d, AvgPool2d, AdaptiveMaxPool2d, AdaptiveAvgPool2d, BatchNorm2d)
+
+
+def _input_fits_data(spec: Spec, graph: Graph, collector: Collector) -> None:
+    """A built-in source fills only some input shapes: say so now, not after loading it."""
+    shapes = getattr(spec.data, "sample_shapes", None)
+    declared = tuple(spec.input.shape)
+    if shapes is None or declared in shapes:
+        return
+    images = any(isinstance(node.layer, _IMAGE_LAYERS) for node in graph.nodes)
+    fits = next((s for s in shapes if (len(s) > 1) == images), shapes[0])
+    known = " or ".join(str(list(s)) for s in shapes)
+    collector.error(
+        ("input", "shape"),
+        "data-shape",
+        f"the {spec.data.source} source gives samples of shape {known}, "  # type: ignore[union-attr]
+        f"but the input shape is {list(declared)}",
+        f"set input: {{shape: {list(fits)}}} and size the layers for it, "
+        "or bring your own data with source: npz",
+    )
 
 
 def _loss_path(spec: Spec, field: str | None):

@@ -95,6 +95,7 @@ class Spec(_Section):
     _origins: dict[Path, Origin] = PrivateAttr(default_factory=dict)
     _warnings: list[Diagnostic] = PrivateAttr(default_factory=list)
     _raw_names: dict[int, str] = PrivateAttr(default_factory=dict)  # of layers that failed
+    _raw_types: dict[int, str] = PrivateAttr(default_factory=dict)  # same, default inputs only
 
     @property
     def source_name(self) -> str:
@@ -179,7 +180,8 @@ def _validate(src: Source, collector: Collector) -> Spec | None:
     data = dict(data)
     origins: dict[Path, Origin] = {}
     raw_names: dict[int, str] = {}
-    layers = _validate_layers(data, origins, collector, raw_names)
+    raw_types: dict[int, str] = {}
+    layers = _validate_layers(data, origins, collector, raw_names, raw_types)
     for key, (kinds, what) in _ENTRY_SECTIONS.items():
         _normalize_section(data, key, kinds, what, origins, collector)
     if layers is not None:
@@ -199,11 +201,16 @@ def _validate(src: Source, collector: Collector) -> Spec | None:
     spec._source = src
     spec._origins = origins
     spec._raw_names = raw_names
+    spec._raw_types = raw_types
     return spec
 
 
 def _validate_layers(
-    data: dict, origins: dict[Path, Origin], collector: Collector, raw_names: dict[int, str]
+    data: dict,
+    origins: dict[Path, Origin],
+    collector: Collector,
+    raw_names: dict[int, str],
+    raw_types: dict[int, str],
 ) -> list | None:
     raw = data.get("layers")
     if not isinstance(raw, list) or not raw:
@@ -222,6 +229,8 @@ def _validate_layers(
                 report_validation_error(exc, entry, ("layers", i), origins, collector, None, KINDS)
                 if isinstance(entry.get("name"), str):
                     raw_names[i] = entry["name"]  # so that layers reading it are still checked
+                if "inputs" not in entry:  # shape inference may go on through it
+                    raw_types[i] = entry["type"]
         layers.append(layer)
     return layers
 

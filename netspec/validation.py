@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from netspec.diagnostics import Collector, did_you_mean
-from netspec.layers.base import ArgError
+from netspec.layers.base import ArgError, ArgErrors
 from netspec.normalize import Origin
 from netspec.source import Path
 
@@ -70,7 +70,7 @@ def report_validation_error(
     normalised paths of normalised entries to where their keys were written.
     """
     groups: dict[Path, list[dict]] = defaultdict(list)
-    for item in error.errors(include_url=False):
+    for item in _each_arg_error(error.errors(include_url=False)):
         keeps_key = item["type"] in ("missing", "extra_forbidden")
         real = _real_path(data, tuple(item["loc"]), keeps_key)
         ctx_error = (item.get("ctx") or {}).get("error")
@@ -83,6 +83,18 @@ def report_validation_error(
         path = _source_path((*prefix, *real), origins)
         code, message, hint = _describe(items, real, data, model, kinds or {})
         collector.error(path, code, message, hint)
+
+
+def _each_arg_error(items: list[dict]) -> list[dict]:
+    """A model validator that found several broken rules (ArgErrors): one item for each."""
+    flat = []
+    for item in items:
+        ctx_error = (item.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, ArgErrors):
+            flat.extend({**item, "ctx": {**item["ctx"], "error": e}} for e in ctx_error.errors)
+        else:
+            flat.append(item)
+    return flat
 
 
 def _real_path(data: Any, loc: tuple, keeps_key: bool) -> Path:

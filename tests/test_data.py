@@ -181,7 +181,7 @@ def test_npz_round_trip_custom_keys_relative_path(tmp_path):
     x = np.arange(40 * 6, dtype=np.float64).reshape(40, 6)
     y = np.arange(40) % 3
     (tmp_path / "data").mkdir()
-    npz(tmp_path / "data" / "set.npz", inputs=x, labels=y)
+    npz(tmp_path / "data" / "set.npz", inputs=x.reshape(40, 2, 3), labels=y)
     spec = NpzData(path="data/set.npz", x_key="inputs", y_key="labels", validation_split=0.25)
     data = load(spec, input_shape=(2, 3), output_shape=(None, 3), spec_dir=tmp_path)
     assert data.x_train.shape == (30, 2, 3) and data.x_val.shape == (10, 2, 3)
@@ -191,6 +191,64 @@ def test_npz_round_trip_custom_keys_relative_path(tmp_path):
     assert data.name == f"npz:{tmp_path / 'data' / 'set.npz'}"
     absolute = NpzData(path=str(tmp_path / "data" / "set.npz"), x_key="inputs", y_key="labels")
     assert len(load(absolute, input_shape=(6,), output_shape=(None, 3)).x_train) == 32
+
+
+def test_npz_channels_last_images_are_refused_not_scrambled(tmp_path):
+    x = np.arange(6 * 4 * 5 * 3, dtype=np.float64).reshape(6, 4, 5, 3)  # NHWC
+    npz(tmp_path / "d.npz", x=x, y=np.zeros(6, dtype=np.int64))
+    error = raises(
+        r"^npz:.*d\.npz: x samples have shape \(4, 5, 3\) but the spec's input shape is "
+        r"\[3, 4, 5\]: netspec does not reorder values$",
+        NpzData(path="d.npz"),
+        input_shape=(3, 4, 5),
+        spec_dir=tmp_path,
+    )
+    assert "\n" not in error.message
+    assert error.hint == "channels-last images? store x.transpose(0, 3, 1, 2)"
+
+
+@pytest.mark.parametrize(
+    ("stored", "input_shape", "hint"),
+    [
+        ((6, 20), (4, 5), "reshape them yourself if that is their layout: x.reshape(len(x), 4, 5)"),
+        (
+            (6, 4, 5),
+            (5, 4),
+            "reshape them yourself if that is their layout: x.reshape(len(x), 5, 4)",
+        ),
+        (
+            (6, 2, 10),
+            (1, 4, 5),
+            "reshape them yourself if that is their layout: x.reshape(len(x), 1, 4, 5)",
+        ),
+    ],
+)
+def test_npz_samples_of_another_shape_are_refused(tmp_path, stored, input_shape, hint):
+    npz(tmp_path / "d.npz", x=np.ones(stored), y=np.zeros(6, dtype=np.int64))
+    error = raises(
+        "netspec does not reorder values",
+        NpzData(path="d.npz"),
+        input_shape=input_shape,
+        spec_dir=tmp_path,
+    )
+    assert error.hint == hint
+
+
+@pytest.mark.parametrize(
+    ("stored", "input_shape"),
+    [
+        ((6, 20), (20,)),  # flat data into a flat input
+        ((6, 4, 5), (20,)),  # flattened as Flatten would
+        ((6, 4, 5), (1, 4, 5)),  # a unit channel axis moves no value
+        ((6, 4, 5, 1), (1, 4, 5)),  # channels-last with one channel is the same order
+    ],
+)
+def test_npz_samples_that_only_need_flattening_or_unit_axes_load(tmp_path, stored, input_shape):
+    x = np.arange(np.prod(stored), dtype=np.float64).reshape(stored)
+    npz(tmp_path / "d.npz", x=x, y=np.zeros(6, dtype=np.int64))
+    spec = NpzData(path="d.npz", validation_split=0, shuffle=False)
+    data = load(spec, input_shape=input_shape, spec_dir=tmp_path, dtype="float64")
+    np.testing.assert_array_equal(data.x_train, x.reshape(6, *input_shape))
 
 
 def test_npz_relative_to_working_directory_without_spec_dir(tmp_path, monkeypatch):

@@ -87,9 +87,57 @@ def test_cycles_are_errors():
         HEAD + "  - {type: ReLU, name: a, inputs: [b]}\n  - {type: ReLU, name: b, inputs: [a]}\n"
     )
     assert head(d) == "g.yaml:3:27: error[cycle]"
-    assert d.message == "layers form a cycle: a -> b"
+    assert d.message == "layers form a cycle: a -> b -> a"
     d = only(HEAD + "  - {type: ReLU, name: a, inputs: [a]}\n")
-    assert d.message == "layers form a cycle: a"
+    assert d.message == "layers form a cycle: a -> a"
+
+
+def test_a_cycle_names_only_its_own_layers_in_the_order_data_flows():
+    d = only(
+        HEAD + "  - {type: ReLU, name: a, inputs: [c]}\n  - {type: ReLU, name: b, inputs: [a]}\n"
+        "  - {type: ReLU, name: c, inputs: [b]}\n  - {type: ReLU, name: d, inputs: [c]}\n"
+        "  - {type: ReLU, name: e, inputs: [d]}\n"
+    )
+    assert head(d) == "g.yaml:3:27: error[cycle]"
+    assert d.message == "layers form a cycle: a -> b -> c -> a"
+
+
+def test_each_cycle_is_reported_once_and_downstream_layers_are_not_named():
+    found = errors(
+        HEAD + "  - {type: ReLU, name: d, inputs: [b]}\n  - {type: ReLU, name: a, inputs: [b]}\n"
+        "  - {type: ReLU, name: b, inputs: [a]}\n  - {type: Add, name: x, inputs: [x, d]}\n"
+    )
+    assert [(head(d), d.message) for d in found] == [
+        ("g.yaml:4:27: error[cycle]", "layers form a cycle: a -> b -> a"),
+        ("g.yaml:6:26: error[cycle]", "layers form a cycle: x -> x"),
+    ]
+
+
+def test_diagnostics_name_layers_as_the_user_wrote_them():
+    found = diagnostics(
+        HEAD + "  - {type: MaxPool2d, name: x, kernel_size: 2, return_indices: true}\n"
+        "  - {type: ReLU, name: a}\n  - {type: ReLU, name: a}\n"
+        "  - {type: ReLU, name: x.indices, inputs: [x]}\n  - {type: ReLU, inputs: [a]}\n"
+    )
+    unused = [(head(d), d.message) for d in found if d.code == "unused"]
+    assert unused == [
+        ("g.yaml:5:5: warning[unused]", "the output of layer 'a' is never used"),
+        ("g.yaml:6:5: warning[unused]", "the output of layer 'x.indices' is never used"),
+    ]
+    assert not any("#" in d.message for d in found)
+
+
+def test_a_loss_on_several_outputs_is_refused():
+    d = only(
+        HEAD + "  - {type: ReLU, name: r}\n  - {type: Tanh, name: t, inputs: [input]}\n"
+        "outputs: [r, t]\nloss: MSELoss\n"
+    )
+    assert head(d) == "g.yaml:5:1: error[outputs]"
+    assert d.message == "the loss trains one output, but the network has 2: r, t"
+    assert d.hint == (
+        "list the one layer the loss applies to in `outputs`, "
+        "or leave out `loss` to only run the network"
+    )
 
 
 def test_unknown_outputs_are_errors():
@@ -239,6 +287,64 @@ def test_inference_goes_on_past_a_shape_error_with_the_declared_values():
         (7, "features", "set in_features: 112 — Flatten '3' after '2' yields (N, 7, 4, 4) = 112"),
         (8, "features", "set in_features: 2"),
     ]
+
+
+def test_every_problem_is_reported_in_one_run():
+    found = errors(
+        "input: {shape: [3, 32, 32]}\nlayers:\n"
+        "  - Conv2d: {in_channels: 3, out_channels: 8, kernel_size: 3, padding: -1, stride: 0}\n"
+        "  - MaxPool2d: {kernel_size: 2, padding: 2}\n"
+        "  - Conv2d: {in_channels: 4, out_channels: 8, kernel_size: 3}\n"
+        "  - ReLU\n"
+    )
+    assert [(head(d), d.message) for d in found] == [
+        ("g.yaml:3:63: error[padding]", "negative padding is not supported"),
+        ("g.yaml:3:76: error[stride]", "non-positive stride is not supported"),
+        (
+            "g.yaml:4:33: error[value]",
+            "pad should be at most half of effective kernel size, but got pad=2, "
+            "kernel_size=2 and dilation=1",
+        ),
+        (
+            "g.yaml:5:14: error[channels]",
+            "Given groups=1, weight of size [8, 4, 3, 3], expected input[N, 8, 17, 17] to have "
+            "4 channels, but got 8 channels instead",
+        ),
+    ]
+
+
+def test_every_constructor_rule_a_layer_breaks_is_reported():
+    found = errors(
+        HEAD + "  - Conv2d: {in_channels: 4, out_channels: 8, kernel_size: 3, groups: 3, "
+        "padding: same, stride: 2}\n"
+    )
+    assert [(head(d), d.message) for d in found] == [
+        ("g.yaml:3:14: error[invalid-arg]", "in_channels must be divisible by groups"),
+        ("g.yaml:3:30: error[invalid-arg]", "out_channels must be divisible by groups"),
+        (
+            "g.yaml:3:74: error[invalid-arg]",
+            "padding='same' is not supported for strided convolutions",
+        ),
+    ]
+
+
+def test_size_errors_after_a_guessed_shape_are_not_reported():
+    # With stride 0 refused, the sizes after it are a guess: only what does not depend on
+    # them (the channels) is checked further on.
+    found = errors(
+        HEAD + "  - Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 3, stride: 0}\n"
+        "  - Flatten\n  - Linear: {in_features: 5, out_features: 2}\n"
+        "  - BatchNorm2d: {num_features: 3}\n"
+    )
+    assert [(d.line, d.code) for d in found] == [(3, "stride"), (6, "rank")]
+
+
+def test_shape_inference_goes_on_past_a_shape_keeping_layer_that_failed_validation():
+    found = errors(
+        HEAD
+        + "  - Dropout: {p: 2.0}\n  - Conv2d: {in_channels: 4, out_channels: 8, kernel_size: 3}\n"
+    )
+    assert [(d.line, d.code) for d in found] == [(3, "invalid-arg"), (4, "channels")]
 
 
 def test_a_layer_that_failed_validation_does_not_cascade():

@@ -130,6 +130,20 @@ def test_dropout2d_on_a_3d_input():
     assert head(d) == "w.yaml:3:5: warning[dropout2d-3d]"
 
 
+@pytest.mark.parametrize(("shape", "rank"), [("[10]", 2), ("[2, 3, 4, 5]", 5)])
+def test_dropout2d_on_a_2d_or_5d_input_warns_as_pytorch_does(shape, rank):
+    (d,) = warnings(f"input: {{shape: {shape}}}\nlayers:\n  - Dropout2d: {{p: 0.5}}\n")
+    assert head(d) == "w.yaml:3:5: warning[dropout2d-rank]"
+    assert d.message.startswith(
+        f"dropout2d: Received a {rank}-D input to dropout2d, which is deprecated"
+    )
+    assert d.hint == "use Dropout, or give Dropout2d an (N, C, H, W) input"
+
+
+def test_dropout2d_on_a_4d_input_does_not_warn():
+    assert warnings("input: {shape: [2, 4, 4]}\nlayers:\n  - Dropout2d: {p: 0.5}\n") == []
+
+
 def test_the_examples_are_clean_of_unexpected_warnings():
     spec = netspec.loads(CLASSIFIER + "  - ReLU\nloss: CrossEntropyLoss\n")
     assert spec.warnings == []
@@ -139,3 +153,57 @@ def test_warnings_do_not_stop_inference():
     spec = netspec.loads(CLASSIFIER + "  - Softmax\nloss: CrossEntropyLoss\n")
     assert {d.code for d in spec.warnings} == {"softmax-dim", "softmax-cross-entropy"}
     assert netspec.infer(spec, batch_size=2).output_shapes == [(2, 3)]
+
+
+# -- the input against a built-in data source ---------------------------------------------
+def spec_errors(text: str) -> list[Diagnostic]:
+    with pytest.raises(netspec.SpecError) as info:
+        netspec.loads(text, source="w.yaml")
+    return info.value.errors
+
+
+CONV_NET = (
+    "input: {shape: [1, 28, 28]}\nlayers:\n"
+    "  - Conv2d: {in_channels: 1, out_channels: 4, kernel_size: 3}\n"
+    "  - Flatten\n  - Linear: {in_features: 2704, out_features: 10}\n"
+    "loss: CrossEntropyLoss\n"
+)
+FLAT_NET = (
+    "input: {shape: [784]}\nlayers:\n  - Linear: {in_features: 784, out_features: 10}\n"
+    "loss: CrossEntropyLoss\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "declared", "fits"),
+    [(CONV_NET, "[1, 28, 28]", "[1, 8, 8]"), (FLAT_NET, "[784]", "[64]")],
+)
+def test_an_input_shape_the_digits_cannot_fill_is_an_error_with_a_hint_for_the_network(
+    text, declared, fits
+):
+    (d,) = spec_errors(text + "data: {source: digits}\n")
+    assert head(d) == "w.yaml:1:9: error[data-shape]"
+    assert d.message == (
+        f"the digits source gives samples of shape [1, 8, 8] or [64], "
+        f"but the input shape is {declared}"
+    )
+    assert d.hint == (
+        f"set input: {{shape: {fits}}} and size the layers for it, "
+        "or bring your own data with source: npz"
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "data"),
+    [
+        ("[1, 8, 8]", "{source: digits}"),
+        ("[64]", "{source: digits, validation_split: 0.1}"),
+        ("[3, 5, 7]", "{source: synthetic}"),  # synthetic data takes any shape
+        ("[3, 5, 7]", "{source: npz, path: x.npz}"),  # known only once the file is read
+    ],
+)
+def test_inputs_that_the_data_can_fill_check_clean(shape, data):
+    netspec.loads(
+        f"input: {{shape: {shape}}}\nlayers:\n  - ReLU\nloss: MSELoss\ndata: {data}\n",
+        source="w.yaml",
+    )

@@ -46,9 +46,33 @@ def _conform_inputs(
             f"({math.prod(input_shape)} values)",
             hint=f"set input: {{shape: {list(x.shape[1:])}}} or reshape the data",
         )
+    _expect_same_layout(x, input_shape, name)
     x = x.reshape(len(x), *input_shape).astype(dtype, copy=False)
     _expect_finite(x, "x", name)
     return x
+
+
+def _expect_same_layout(x: np.ndarray, input_shape: tuple[int, ...], name: str) -> None:
+    """Refuse a reshape that could reorder values: (N, H, W, C) images read as (N, C, H, W)
+    have the right size and scrambled pixels. Flattening into a 1-D input (what Flatten
+    does) and adding or dropping unit axes keep every value where it was."""
+    sample = tuple(x.shape[1:])
+    if len(input_shape) == 1 or _without_unit_axes(sample) == _without_unit_axes(input_shape):
+        return
+    if len(sample) == 3 and len(input_shape) == 3 and sample == (*input_shape[1:], input_shape[0]):
+        hint = "channels-last images? store x.transpose(0, 3, 1, 2)"
+    else:
+        sizes = ", ".join(str(d) for d in input_shape)
+        hint = f"reshape them yourself if that is their layout: x.reshape(len(x), {sizes})"
+    raise DataError(
+        f"{name}: x samples have shape {format_shape(sample)} but the spec's input shape is "
+        f"{list(input_shape)}: netspec does not reorder values",
+        hint=hint,
+    )
+
+
+def _without_unit_axes(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
 
 
 def _conform_floats(

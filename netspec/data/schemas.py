@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
@@ -18,6 +18,10 @@ Fraction = Annotated[float, Strict(), Field(ge=0.0, lt=1.0)]
 
 class _DataSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    # The input shapes the source can fill, image shapes first; None: any, or known only
+    # once the data is read. `netspec check` compares the spec's input with them.
+    sample_shapes: ClassVar[tuple[tuple[int, ...], ...] | None] = None
 
     validation_split: Fraction = 0.2
     """Fraction of the samples held out for validation, drawn with the seed (ceil, as
@@ -36,6 +40,8 @@ class DigitsData(_DataSource):
     normalisation `scale` maps them to [0, 1].
     """
 
+    sample_shapes: ClassVar[tuple[tuple[int, ...], ...] | None] = ((1, 8, 8), (64,))
+
     source: Literal["digits"] = "digits"
     """Which data source this is."""
     normalize: Normalization = "scale"
@@ -46,7 +52,8 @@ class DigitsData(_DataSource):
 class NpzData(_DataSource):
     """Arrays from a NumPy `.npz` archive (np.savez), read without pickle.
 
-    x: (n, ...) numbers, reshaped to (n, *input.shape) when the sizes agree. y: int class
+    x: (n, *input.shape) numbers; flattened for a 1-D input, but never reordered: (n, H, W,
+    C) images for a [C, H, W] input are refused, not reshaped. y: int class
     indices for CrossEntropyLoss (or float (n, C) class probabilities), float targets of the
     output shape for L1Loss/MSELoss.
     """

@@ -14,6 +14,7 @@ import numpy as np
 from netspec.data.base import SYNTHETIC_STREAM, DataError, Targets, seeded_rng
 from netspec.data.schemas import DigitsData, NpzData, SyntheticData
 
+DIGITS_IMAGE = DigitsData.sample_shapes[0]  # type: ignore[index]
 _TEACHER_RANK = 32  # a low-rank teacher keeps synthetic data cheap for image-sized inputs
 
 
@@ -26,7 +27,10 @@ def read_source(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """The raw (x, y) of a source, and its name for messages and reports."""
     if isinstance(data_spec, DigitsData):
-        return *read_digits(), "digits"
+        x, y = read_digits()
+        if input_shape == DIGITS_IMAGE:  # the 64 pixels are an 8x8 image, row by row
+            x = x.reshape(len(x), *DIGITS_IMAGE)
+        return x, y, "digits"
     if isinstance(data_spec, SyntheticData):
         x, y = synthesize(data_spec.samples, input_shape, targets, seed)
         return x, y, "synthetic"

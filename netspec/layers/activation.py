@@ -10,7 +10,7 @@ arithmetic on 0/1 masks, and these layers run on every step.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import field_validator
 
@@ -30,6 +30,8 @@ _EXP_CAP = {2: 11.0, 4: 88.0, 8: 708.0}
 
 class _Elementwise(Layer):
     """An activation applied to each element on its own: the output has the input's shape."""
+
+    keeps_shape: ClassVar[bool] = True
 
     def output_shape(self, x: Shape) -> Shape:
         return x
@@ -254,6 +256,8 @@ class Softmax(Layer):
     dim=None follows PyTorch's legacy rule: dim 0 for 0-, 1- and 3-D inputs, else 1 (the
     deprecation warning is a diagnostic of the spec, not raised here).
     """
+
+    keeps_shape: ClassVar[bool] = True
 
     type: Literal["Softmax"] = "Softmax"
     dim: Int | None = None

@@ -88,12 +88,35 @@ class ArgError(ValueError):
         self.hint = hint
 
 
+class ArgErrors(ArgError):
+    """Every constructor-time rule a layer breaks, so that all of them are reported at once.
+
+    It reads as the first of them (PyTorch's error); `errors` holds them all.
+    """
+
+    def __init__(self, errors: Sequence[ArgError]):
+        first = errors[0]
+        super().__init__(first.field, first.message, first.hint)
+        self.errors = list(errors)
+
+
+def raise_arg_errors(errors: Sequence[ArgError]) -> None:
+    """Raise the one error, or all of them together; nothing when there is none."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ArgErrors(errors)
+
+
 class ShapeError(Exception):
     """An input shape this layer cannot take.
 
     `field` names the argument to point at (else the layer itself); `recovered` is the
     output shape to carry on with (from the declared arguments) so that later layers are
-    still checked, or None when nothing sensible follows.
+    still checked, or None when nothing sensible follows. `guessed` says the recovered
+    sizes are a guess (after a refused stride, say): later errors that depend on sizes are
+    then not reported, those about channels or ranks still are. `more` holds further
+    problems found in the same call, reported with this one.
     """
 
     def __init__(
@@ -104,6 +127,8 @@ class ShapeError(Exception):
         hint: str | None = None,
         recovered: Shape | None = None,
         code: str = "shape",
+        guessed: bool = False,
+        more: Sequence[ShapeError] = (),
     ):
         super().__init__(message)
         self.message = message
@@ -111,6 +136,23 @@ class ShapeError(Exception):
         self.hint = hint
         self.recovered = recovered
         self.code = code
+        self.guessed = guessed
+        self.more = tuple(more)
+
+    @property
+    def all(self) -> tuple[ShapeError, ...]:
+        """This problem and the others found with it, in order."""
+        return (self, *self.more)
+
+
+def raise_shape_errors(
+    errors: Sequence[ShapeError], recovered: Shape | None, *, guessed: bool = True
+) -> None:
+    """Raise every problem in `errors` as one ShapeError carrying on with `recovered`."""
+    if errors:
+        first = errors[0]
+        first.more, first.recovered, first.guessed = tuple(errors[1:]), recovered, guessed
+        raise first
 
 
 def expect_rank(layer: str, x: Shape, ranks: Sequence[int], layout: str) -> None:
@@ -155,6 +197,9 @@ class Layer(BaseModel):
 
     # How many inputs the layer takes: 1, or None for "two or more" (Add, Concat).
     arity: ClassVar[int | None] = 1
+    # The output has the input's shape whatever the arguments: after an argument error,
+    # shape inference goes on through the layer with its input's shape.
+    keeps_shape: ClassVar[bool] = False
     # Names of side outputs (reachable as NAME.<side>) when enabled; see side_output_shapes.
     graph_keys: ClassVar[frozenset[str]] = frozenset({"type", "name", "inputs"})
 

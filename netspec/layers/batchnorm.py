@@ -8,7 +8,7 @@ formed before squaring, so the variance does not suffer the cancellation of E[x^
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import model_validator
@@ -71,6 +71,8 @@ class BatchNorm2d(Layer):
     The batch-size rule (more than one value per channel) is checked when the batch size
     is known: by `netspec check --batch-size`, else at run time (InputError).
     """
+
+    keeps_shape: ClassVar[bool] = True
 
     type: Literal["BatchNorm2d"] = "BatchNorm2d"
     num_features: Int

@@ -56,6 +56,8 @@ from netspec.layers.base import (
     format_shape,
     kaiming_uniform_bound,
     pair,
+    raise_arg_errors,
+    raise_shape_errors,
 )
 
 PADDING_STRINGS = ("valid", "same")
@@ -124,14 +126,19 @@ class Conv2d(Layer):
 
     @model_validator(mode="after")
     def _check_arguments(self) -> Conv2d:
+        """PyTorch's constructor errors, all of them (PyTorch stops at the first)."""
+        errors = []
         if self.groups <= 0:
-            raise ArgError("groups", "groups must be a positive integer")
-        if self.in_channels % self.groups != 0:
-            raise ArgError("in_channels", "in_channels must be divisible by groups")
-        if self.out_channels % self.groups != 0:
-            raise ArgError("out_channels", "out_channels must be divisible by groups")
+            errors.append(ArgError("groups", "groups must be a positive integer"))
+        else:
+            if self.in_channels % self.groups != 0:
+                errors.append(ArgError("in_channels", "in_channels must be divisible by groups"))
+            if self.out_channels % self.groups != 0:
+                errors.append(ArgError("out_channels", "out_channels must be divisible by groups"))
         if self.padding == "same" and pair(self.stride) != (1, 1):
-            raise ArgError("padding", "padding='same' is not supported for strided convolutions")
+            message = "padding='same' is not supported for strided convolutions"
+            errors.append(ArgError("padding", message))
+        raise_arg_errors(errors)
         return self
 
     # -- shapes: PyTorch's run-time checks, in its order ----------------------------------------
@@ -150,32 +157,62 @@ class Conv2d(Layer):
         return (x[0], self.out_channels, *self.geometry(x).out)
 
     def geometry(self, x: Shape) -> Geometry:
-        """Padding and sizes for an input of shape x, or PyTorch's error as a ShapeError."""
+        """Padding and sizes for an input of shape x, or PyTorch's errors as a ShapeError.
+
+        PyTorch stops at its first error; here every argument error is found (in PyTorch's
+        order), and inference goes on with sizes from the nearest legal arguments (guessed).
+        """
         _check_rank(x)
         n, channels, height, width = x
         pads = top, bottom, left, right = self.explicit_padding()
         padded = (height + top + bottom, width + left + right)
+        errors = []
         if self.padding_mode == "zeros":
             if min(pads) < 0:
-                raise _error("negative padding is not supported", "padding")
+                errors.append(_error("negative padding is not supported", "padding"))
             # F.conv2d pads only the odd 'same' pixel itself: its messages show that size.
             seen = (n, channels, height + bottom - top, width + right - left)
         else:
-            self._check_mode_padding(x, pads)  # F.pad runs before the convolution
+            try:
+                self._check_mode_padding(x, pads)  # F.pad runs before the convolution
+            except ShapeError as error:
+                errors.append(error)
             seen = (n, channels, *padded)
         if min(pair(self.stride)) <= 0:
-            raise _error("non-positive stride is not supported", "stride")
+            errors.append(_error("non-positive stride is not supported", "stride"))
         if min(pair(self.dilation)) < 0:
-            raise _error("dilation should be greater than zero", "dilation")
+            errors.append(_error("dilation should be greater than zero", "dilation"))
         if self.out_channels < self.groups:
-            raise _error(
-                f"Given groups={self.groups}, expected weight to be at least {self.groups} at "
-                f"dimension 0, but got weight of size {_dims(self.weight_shape())} instead",
-                "out_channels",
+            errors.append(
+                _error(
+                    f"Given groups={self.groups}, expected weight to be at least {self.groups} "
+                    f"at dimension 0, but got weight of size {_dims(self.weight_shape())} "
+                    "instead",
+                    "out_channels",
+                )
             )
+        if errors:
+            if channels != self.in_channels:
+                errors.append(self._channel_mismatch(seen, padded))
+            raise_shape_errors(errors, self._guessed_output(x, pads))
         if channels != self.in_channels:
             raise self._channel_mismatch(seen, padded)
         return Geometry(pads, padded, self._output_size(padded))
+
+    def _guessed_output(self, x: Shape, pads: Pads) -> Shape | None:
+        """The output shape with the refused arguments replaced by the nearest legal ones."""
+        top, bottom, left, right = (max(p, 0) for p in pads)
+        nearest = self.model_copy(
+            update={
+                "stride": tuple(max(s, 1) for s in pair(self.stride)),
+                "dilation": tuple(max(d, 1) for d in pair(self.dilation)),
+            }
+        )
+        padded = (x[2] + top + bottom, x[3] + left + right)
+        try:
+            return (x[0], self.out_channels, *nearest._output_size(padded))
+        except ShapeError:
+            return None
 
     def _check_mode_padding(self, x: Shape, pads: Pads) -> None:
         """F.pad's checks for reflect, replicate and circular padding."""

@@ -7,7 +7,7 @@ with probability 1 - p and scale what is kept by 1 / (1 - p).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
@@ -29,6 +29,8 @@ def scaled_mask(rng: Any, shape: tuple[int, ...], dtype: Any, p: float) -> Any:
 
 class _Dropout(Layer):
     """What Dropout and Dropout2d share: the argument rules and the masked forward."""
+
+    keeps_shape: ClassVar[bool] = True
 
     p: Float = 0.5
     """Probability of an element (Dropout) or a channel (Dropout2d) being zeroed."""

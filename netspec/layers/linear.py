@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from netspec.layers.base import (
     Bool,
@@ -89,6 +89,8 @@ class Linear(Layer):
 
 class Identity(Layer):
     """y = x. Mirrors torch.nn.Identity (which ignores any arguments; this takes none)."""
+
+    keeps_shape: ClassVar[bool] = True
 
     type: Literal["Identity"] = "Identity"
 

@@ -27,7 +27,17 @@ from netspec.kernels import (
     to_layout,
     window_sums,
 )
-from netspec.layers.base import Bool, Int, IntPair, Layer, Shape, ShapeError, format_shape, pair
+from netspec.layers.base import (
+    Bool,
+    Int,
+    IntPair,
+    Layer,
+    Shape,
+    ShapeError,
+    format_shape,
+    pair,
+    raise_shape_errors,
+)
 
 # `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`.
 AdaptiveSize = (
@@ -88,11 +98,7 @@ def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[WindowAxis,
     ]
     # so that inference goes on past an argument error where the sizes still make sense
     recovered = (x[0], channels, *outs) if min(*outs, *kernel) > 0 and 0 not in x[1:] else None
-    try:
-        _check_window_args(x, kernel, stride, pad, dil, stride_field)
-    except ShapeError as error:
-        error.recovered = recovered
-        raise
+    raise_shape_errors(_window_arg_errors(x, kernel, stride, pad, dil, stride_field), recovered)
     if min(outs) < 1:
         raise ShapeError(
             f"Given input size: ({channels}x{height}x{width}). Calculated output size: "
@@ -108,14 +114,16 @@ def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[WindowAxis,
     return axis_h, axis_w
 
 
-def _check_window_args(
+def _window_arg_errors(
     x: Shape, kernel: Pair, stride: Pair, pad: Pair, dilation: Pair, stride_field: str
-) -> None:
+) -> list[ShapeError]:
     """PyTorch's checks before the output size, in its order (pooling_output_shape per axis,
-    then pool2d_shape_check)."""
+    then pool2d_shape_check). PyTorch stops at the first; here each argument gets its first
+    error, so that all of them are reported at once."""
+    errors: dict[str | None, ShapeError] = {}
 
     def fail(message: str, field: str | None, hint: str | None = None, code="value") -> None:
-        raise ShapeError(message, field=field, hint=hint, code=code)
+        errors.setdefault(field, ShapeError(message, field=field, hint=hint, code=code))
 
     for k, p, s, d in zip(kernel, pad, stride, dilation, strict=True):
         if s == 0:
@@ -149,6 +157,7 @@ def _check_window_args(
             "padding",
             hint=f"use padding <= {kh // 2}" if kh == kw else None,
         )
+    return list(errors.values())
 
 
 def _pooled_lengths(axis: WindowAxis, count_include_pad: bool) -> np.ndarray:
