@@ -53,11 +53,11 @@ def bench(
 ) -> BenchResult:
     """Time `repeats` training steps (after `warmup`) and each layer within them.
 
-    A step is what training does: the spec's loss on the first output (the others get no
-    gradient), backward, the optimizer's update. Where no loss fits (no `loss:`, or one that
-    cannot read the first output) backward starts from a seeded random gradient of every
-    output's shape instead, and `note` says why. A network without parameters has its input
-    gradient computed, so that backward is timed at all.
+    A step is what training does: the spec's loss on the output, backward, the optimizer's
+    update (a spec with a loss has one output: check refuses more). Where no loss fits (no
+    `loss:`, or one that cannot read the output) backward starts from a seeded random
+    gradient of every output's shape instead, and `note` says why. A network without
+    parameters has its input gradient computed, so that backward is timed at all.
     """
     from netspec.network import compile
     from netspec.optim import SGD, compile_optimizer
@@ -120,25 +120,23 @@ def _output_gradient(
     from netspec.losses import compile_loss
 
     shapes = infer(spec, batch_size).output_shapes
-    several = len(shapes) > 1
     if spec.loss is None:
         reason = "the spec has no loss"
     else:
         loss = compile_loss(spec.loss, device=net.device, dtype=net.dtype)
         target = net.xp.asarray(_target(spec, shapes[0], rng, net.dtype))
-        first = net.eval()(x)  # a trial call: does the loss take this output and target?
+        output = net.eval()(x)  # a trial call: does the loss take this output and target?
         net.train()
         try:
             spec.loss.check(shapes[0])
-            loss(first[0] if several else first, target)
+            loss(output, target)
         except (ShapeError, InputError) as exc:
-            reason = f"{spec.loss.type} does not fit the first output: {exc}"
+            reason = f"{spec.loss.type} does not fit the output: {exc}"
         else:
 
             def with_loss(out: Any) -> Any:
-                loss(out[0] if several else out, target)
-                grad = loss.backward()
-                return (grad, *[None] * (len(out) - 1)) if several else grad
+                loss(out, target)
+                return loss.backward()
 
             return with_loss, spec.loss.type, None
     # Side outputs (MaxPool2d's indices, NAME.indices) take no gradient.
@@ -146,7 +144,7 @@ def _output_gradient(
         None if "." in ref else net.xp.asarray(rng.standard_normal(shape).astype(net.dtype))
         for ref, shape in zip(net.graph.outputs, shapes, strict=True)
     )
-    synthetic = grads if several else grads[0]
+    synthetic = grads if len(grads) > 1 else grads[0]
     note = f"{reason}: backward starts from a random gradient of each output's shape"
     return (lambda out: synthetic), None, note
 
