@@ -210,7 +210,11 @@ def test_npz_channels_last_images_are_refused_not_scrambled(tmp_path):
 @pytest.mark.parametrize(
     ("stored", "input_shape", "hint"),
     [
-        ((6, 20), (4, 5), "reshape them yourself if that is their layout: x.reshape(len(x), 4, 5)"),
+        (
+            (6, 12),
+            (3, 2, 2),
+            "reshape them yourself if that is their layout: x.reshape(len(x), 3, 2, 2)",
+        ),
         (
             (6, 4, 5),
             (5, 4),
@@ -241,6 +245,8 @@ def test_npz_samples_of_another_shape_are_refused(tmp_path, stored, input_shape,
         ((6, 4, 5), (20,)),  # flattened as Flatten would
         ((6, 4, 5), (1, 4, 5)),  # a unit channel axis moves no value
         ((6, 4, 5, 1), (1, 4, 5)),  # channels-last with one channel is the same order
+        ((6, 20), (1, 4, 5)),  # flat rows into one-channel images, row-major: (N, 784) MNIST
+        ((6, 20), (4, 5)),
     ],
 )
 def test_npz_samples_that_only_need_flattening_or_unit_axes_load(tmp_path, stored, input_shape):

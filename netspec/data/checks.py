@@ -55,9 +55,15 @@ def _conform_inputs(
 def _expect_same_layout(x: np.ndarray, input_shape: tuple[int, ...], name: str) -> None:
     """Refuse a reshape that could reorder values: (N, H, W, C) images read as (N, C, H, W)
     have the right size and scrambled pixels. Flattening into a 1-D input (what Flatten
-    does) and adding or dropping unit axes keep every value where it was."""
+    does), adding or dropping unit axes, and flat rows into one-channel images (row-major,
+    as (N, 784) MNIST is stored) keep every value where it was."""
     sample = tuple(x.shape[1:])
-    if len(input_shape) == 1 or _without_unit_axes(sample) == _without_unit_axes(input_shape):
+    one_channel = all(d == 1 for d in input_shape[:-2])
+    if (
+        len(input_shape) == 1
+        or (len(sample) == 1 and one_channel)
+        or _without_unit_axes(sample) == _without_unit_axes(input_shape)
+    ):
         return
     if len(sample) == 3 and len(input_shape) == 3 and sample == (*input_shape[1:], input_shape[0]):
         hint = "channels-last images? store x.transpose(0, 3, 1, 2)"
