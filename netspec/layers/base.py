@@ -9,6 +9,7 @@ which is `None` while symbolic.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -38,6 +39,42 @@ IntPair = Int | _pair_of(Int)
 PositiveIntPair = PositiveInt | _pair_of(PositiveInt)
 NonNegativeIntPair = NonNegativeInt | _pair_of(NonNegativeInt)
 DeviceName = Annotated[str, Strict()]
+
+# -- names ----------------------------------------------------------------------------------
+# A layer name is one segment; nesting will join segments with dots (`layer1.0.conv1`), and
+# then this pattern alone changes: rf"^{NAME_SEGMENT}(\.{NAME_SEGMENT})*$".
+NAME_SEGMENT = r"[A-Za-z0-9_]+"
+NAME_PATTERN = rf"^{NAME_SEGMENT}$"
+_QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
+
+
+def name_problem(name: str) -> tuple[str, str | None] | None:
+    """Why `name` cannot name a layer, as (message, hint); None when it can."""
+    if re.fullmatch(NAME_PATTERN, name):
+        return None
+    if all(re.fullmatch(NAME_SEGMENT, part) for part in name.split(".")):
+        return f"'{name}' cannot name a layer: names cannot contain '.'", None  # graph's words
+    message = f"name: expected letters, digits and '_', received {name!r}"
+    if not name.strip():
+        return message, "write a name such as conv1, or leave `name` out (default: the index)"
+    if any(q in name for q in _QUOTES):
+        return message, "typographic quotes are part of the name here: write plain ' or \""
+    bad = sorted({c for c in name if not re.fullmatch(NAME_SEGMENT, c)})
+    shown = ", ".join(repr(c) for c in bad)
+    return message, f"{shown} cannot appear in a name: use '_' instead"
+
+
+LayerName = Annotated[
+    str,
+    Strict(),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "patternErrorMessage": "A layer name is letters, digits and _ (no dots or spaces).",
+        }
+    ),
+]
 
 
 def _index_to_name(value: Any) -> Any:
@@ -148,7 +185,7 @@ class Layer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    name: Annotated[str, Strict()] | None = None
+    name: LayerName | None = None
     """Name in the graph; defaults to the layer's index, as in torch.nn.Sequential."""
     inputs: list[LayerRef] | None = None
     """Names of the layers (or `input`) this one reads; defaults to the previous layer."""
