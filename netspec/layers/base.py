@@ -34,6 +34,19 @@ def _pair_of(item: Any) -> Any:
     return Annotated[tuple[item, item], BeforeValidator(_list_to_tuple)]
 
 
+# The editor's copy of a rule that a validator enforces in PyTorch's words: JSON Schema
+# keywords that schema.py applies to every number (`minimum`, `not`, ...) or list (`maxItems`)
+# inside the field, both entries of a pair included. Validation never reads them.
+SCHEMA_BOUNDS = "x-netspec-bounds"
+
+
+def Bounds(**keywords: Any) -> Any:  # noqa: N802 - used like pydantic's Field
+    """`kernel_size: Annotated[IntPair, Bounds(minimum=1)]`: see SCHEMA_BOUNDS."""
+    return Field(json_schema_extra={SCHEMA_BOUNDS: keywords})
+
+
+NOT_ZERO = {"if": {"const": 0}, "then": {"enum": [], "errorMessage": "Must not be 0."}}
+
 # `int or (int, int)`, as PyTorch's `_size_2_t`; a YAML list stands for the tuple.
 IntPair = Int | _pair_of(Int)
 PositiveIntPair = PositiveInt | _pair_of(PositiveInt)
