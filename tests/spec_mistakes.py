@@ -83,6 +83,9 @@ MISTAKES: dict[str, str] = {
     "layer name blank": layer("{type: ReLU, name: ' '}"),
     "layer name curly quotes": layer("{type: ReLU, name: \u201cconv\u201d}"),
     "layer name one-key form": layer("{ReLU: null, name: a-b}"),
+    "inputs naming no possible layer": layer("{type: ReLU, inputs: [conv 1]}"),
+    "outputs naming no possible layer": IMAGE + "  - ReLU\noutputs: ['0.values']\n",
+    "inputs with a negative index": layer("{type: ReLU, inputs: [-1]}"),
     "spec name with a space": "name: my model\n" + IMAGE + "  - ReLU\n",
     # losses
     "label_smoothing 1.5": FLAT + "loss: {CrossEntropyLoss: {label_smoothing: 1.5}}\n",

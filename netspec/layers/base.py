@@ -55,9 +55,11 @@ DeviceName = Annotated[str, Strict()]
 
 # -- names ----------------------------------------------------------------------------------
 # A layer name is one segment; nesting will join segments with dots (`layer1.0.conv1`), and
-# then this pattern alone changes: rf"^{NAME_SEGMENT}(\.{NAME_SEGMENT})*$".
+# then NAME alone changes: rf"{NAME_SEGMENT}(\.{NAME_SEGMENT})*".
 NAME_SEGMENT = r"[A-Za-z0-9_]+"
-NAME_PATTERN = rf"^{NAME_SEGMENT}$"
+NAME = NAME_SEGMENT
+NAME_PATTERN = rf"^{NAME}$"
+REF_PATTERN = rf"^{NAME}(\.indices)?$"  # what `inputs` and `outputs` may name
 _QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
 
 
@@ -99,7 +101,14 @@ LayerRef = Annotated[
     str,
     Strict(),
     BeforeValidator(_index_to_name),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}),
+    WithJsonSchema(
+        {
+            "type": ["string", "integer"],
+            "pattern": REF_PATTERN,
+            "patternErrorMessage": "A layer name, input, or NAME.indices.",
+            "minimum": 0,
+        }
+    ),
 ]
 """A layer name, `input`, or `NAME.indices`; a bare index means that layer's default name."""
 DTypeName = Literal["float16", "bfloat16", "float32", "float64"]
