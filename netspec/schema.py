@@ -52,12 +52,13 @@ def spec_schema() -> dict[str, Any]:
         ("optimizer", train, OPTIMIZERS, "optimizer", ()),
         ("lr_schedule", train, SCHEDULES, "schedule", ()),
     ):
-        defs[what.capitalize()] = _entry(classes, defs, what, extra)
+        defs[what.capitalize()] = entry = _entry(classes, defs, what, extra)
         ref = {"$ref": f"#/$defs/{what.capitalize()}"}
         if holder is None:
             props["layers"]["items"] = ref
-        elif key == "lr_schedule":  # null: no schedule
-            holder[key] = {"if": {"type": "null"}, "else": ref, **_docs(holder[key])}
+        elif key == "lr_schedule":  # null: no schedule (in the entry, so completion still offers)
+            entry["type"].append("null")
+            holder[key] = {**ref, **_docs(holder[key])}
         else:  # `loss: null` is an error (leave the key out): no null, no null default
             holder[key] = {**ref, "description": holder[key]["description"]}
     _dispatch_data(props, defs)
@@ -104,7 +105,7 @@ def _entry(classes: tuple[type[BaseModel], ...], defs: dict, what: str, extra: t
         bare.append({"if": {"const": name}, "then": _bare(name, doc, required)})
         typed.append(_when({"properties": {"type": {"const": name}}}, cls.__name__))
         one_key.append(_when({"required": [name]}, f"{cls.__name__}OneKey"))
-        snippets.append(_snippet(name, doc, required, model["properties"]))
+        snippets.append(_snippet(name, doc, required, flow=what != "layer"))
     return {
         "description": f"{_a(what).capitalize()}: `Name`, `Name: {{arg: value}}` or "
         f"`{{type: Name, arg: value}}`.",
@@ -153,13 +154,15 @@ def _needs_a_name(what: str, extra: tuple) -> dict:
     }
 
 
-def _snippet(name: str, doc: str, required: list[str], props: dict) -> dict:
-    """Completion at `- `: the bare name, or the one-key form with the required arguments."""
+def _snippet(name: str, doc: str, required: list[str], flow: bool) -> dict:
+    """Completion: the bare name, or the one-key form with the required arguments (in braces
+    where it is a mapping's value: `lr_schedule: {StepLR: {step_size: 1}}`)."""
     first = doc.split("\n\n")[0].replace("\n", " ")
     if not required:
         return {"label": name, "description": first, "body": name}
     args = ", ".join(f"{r}: ${{{i}}}" for i, r in enumerate(required, 1))
-    return {"label": name, "description": first, "bodyText": f"{name}: {{{args}}}"}
+    text = f"{name}: {{{args}}}"
+    return {"label": name, "description": first, "bodyText": f"{{{text}}}" if flow else text}
 
 
 def _dispatch_data(props: dict, defs: dict) -> None:

@@ -184,3 +184,18 @@ def test_completing_an_argument_inserts_a_value_netspec_accepts(server):
     assert inserted["out_features"] == "out_features: 1"
     assert {"bias", "in_features", "out_features"} <= set(inserted)
     assert "kernel_size" not in inserted
+
+
+def test_completing_a_schedule_inserts_a_mapping_value_not_a_second_key(server):
+    text = MODELINE + "input: {shape: [4]}\nlayers: [ReLU]\ntrain:\n  lr_schedule: \n"
+    uri = _uri("schedule")
+    server.open(uri, text)
+    try:
+        items = server.completion(uri, 5, 15)
+    finally:
+        server.close(uri)
+    inserted = {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+    assert (
+        inserted["StepLR"] == "{StepLR: {step_size: ${1}}}"
+    )  # `lr_schedule: StepLR: ...` is no YAML
+    assert inserted["ReduceLROnPlateau"] == "ReduceLROnPlateau"
