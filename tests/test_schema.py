@@ -7,6 +7,7 @@ lives here; it is checked against a few documents of its own first.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import netspec
@@ -24,6 +27,15 @@ from netspec.optim import OPTIMIZERS
 from netspec.schedule import SCHEDULES
 from netspec.schema import SCHEMA_PATH, schema_text, spec_schema
 from tests.spec_mistakes import BEYOND_A_SCHEMA, MISTAKES
+from tests.test_hypothesis_specs import (
+    SETTINGS,
+    VALID,
+    _mutate,
+    _paths,
+    _spec_text,
+    chains,
+    needs_torch,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / SCHEMA_PATH
@@ -361,3 +373,40 @@ def test_the_schema_accepts_int_layer_references():
     )
     netspec.loads(text)
     assert valid(yaml.safe_load(text), SCHEMA, SCHEMA)
+
+
+# -- ... and never refuses what netspec accepts (random specs) ----------------------------------
+NUMBERS = st.sampled_from([-2, -1, 0, 1, 2, 3, 0.0, 0.5, 1.0, 1.5, -0.5, 1e-3, [0, 1], [1, 0]])
+
+
+@needs_torch
+@SETTINGS
+@given(chain=chains(), data=st.data())
+def test_random_valid_chains_validate_against_the_schema(chain, data):
+    shape, layers = chain
+    forms = [data.draw(st.integers(0, 2)) for _ in layers]
+    text = _spec_text(shape, layers, forms)
+    netspec.loads(text)
+    assert valid(yaml.safe_load(text), SCHEMA, SCHEMA), text
+
+
+@settings(SETTINGS, max_examples=300)
+@given(which=st.integers(0, len(VALID) - 1), data=st.data())
+def test_a_number_changed_in_a_valid_spec_is_refused_by_the_schema_only_if_netspec_does(
+    which, data
+):
+    tree = copy.deepcopy(VALID[which])
+    numbers = [p for p in _paths(tree) if isinstance(_at(tree, p), (int, float, list))]
+    path = data.draw(st.sampled_from(numbers))
+    tree = _mutate(tree, path, "replace", data.draw(NUMBERS))
+    try:
+        netspec.loads(yaml.safe_dump(tree))
+    except netspec.SpecError:
+        return
+    assert valid(tree, SCHEMA, SCHEMA), (path, _at(tree, path))
+
+
+def _at(tree, path):
+    for part in path:
+        tree = tree[part]
+    return tree
