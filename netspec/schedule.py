@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netspec.backend import to_numpy
-from netspec.layers.base import ArgError, Float, Int
+from netspec.layers.base import NOT_ZERO, ArgError, Bounds, Float, Int
 from netspec.optim import Optimizer, OptimizerStateError
 
 
@@ -49,7 +49,7 @@ class StepLR(EpochSchedule):
     """
 
     type: Literal["StepLR"] = "StepLR"
-    step_size: Int
+    step_size: Annotated[Int, Bounds(**NOT_ZERO)]
     """Period of learning-rate decay, in epochs."""
     gamma: Float = 0.1
     """Multiplicative factor of learning-rate decay."""
@@ -103,7 +103,7 @@ class CosineAnnealingLR(EpochSchedule):
     """
 
     type: Literal["CosineAnnealingLR"] = "CosineAnnealingLR"
-    T_max: Int
+    T_max: Annotated[Int, Bounds(**NOT_ZERO)]
     """Half period: epochs from the initial lr down to eta_min."""
     eta_min: Float = 0.0
     """Minimum learning rate."""
@@ -131,7 +131,7 @@ class ReduceLROnPlateau(ScheduleSpec):
     type: Literal["ReduceLROnPlateau"] = "ReduceLROnPlateau"
     mode: Literal["min", "max"] = "min"
     """'min': the metric should go down (a loss); 'max': up (an accuracy)."""
-    factor: Float = 0.1
+    factor: Annotated[Float, Bounds(exclusiveMaximum=1)] = 0.1
     """Multiplicative factor of learning-rate reduction (< 1)."""
     patience: Int = 10
     """Epochs without improvement tolerated before reducing; the next bad one reduces."""
@@ -141,7 +141,7 @@ class ReduceLROnPlateau(ScheduleSpec):
     """'rel': better than best * (1 -/+ threshold); 'abs': than best -/+ threshold."""
     cooldown: Int = 0
     """Epochs to wait after a reduction before counting bad epochs again."""
-    min_lr: Float | list[Float] = 0.0
+    min_lr: Annotated[Float | list[Float], Bounds(minItems=1, maxItems=1)] = 0.0
     """Lower bound of the learning rate (a list: one per parameter group; netspec has one)."""
     eps: Float = 1e-8
     """Reductions smaller than eps are skipped."""

@@ -9,15 +9,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from netspec.data import AnyData
 from netspec.diagnostics import Collector, Diagnostic
 from netspec.layers import LAYER_TYPES, AnyLayer, Identity, Layer
-from netspec.layers.base import Bool, Float, Int, LayerRef, NonNegativeInt, PositiveInt
+from netspec.layers.base import (
+    ArgError,
+    Bool,
+    Float,
+    LayerRef,
+    NonNegativeInt,
+    PositiveInt,
+    name_problem,
+)
 from netspec.losses import LOSS_TYPES, AnyLoss
 from netspec.normalize import GRAPH_KEYS, Origin, normalize_entry
 from netspec.optim import OPTIMIZER_TYPES, Adam, AnyOptimizer
@@ -25,7 +44,32 @@ from netspec.schedule import SCHEDULE_TYPES, AnySchedule
 from netspec.source import Path, Source, parse, read_text
 from netspec.validation import report_validation_error
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
+# The model's name labels reports and run folders (`runs/<name>`): a layer name's rule plus '-'.
+SPEC_NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
+
+
+def _spec_name(value: str) -> str:
+    if re.fullmatch(SPEC_NAME_PATTERN, value):
+        return value
+    raise ArgError(
+        None,
+        f"name: expected letters, digits, '_' and '-', received {value!r}",
+        "the name labels reports and runs/<name>: write e.g. my_model or lenet-5",
+    )
+
+
+Name = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_spec_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SPEC_NAME_PATTERN,
+            "patternErrorMessage": "A model name is letters, digits, _ and - (no spaces).",
+        }
+    ),
+]
 
 
 class _Section(BaseModel):
@@ -67,8 +111,8 @@ class TrainSpec(_Section):
     """A torch.optim.lr_scheduler, stepped once per epoch."""
     early_stopping: EarlyStopping | None = None
     """Stop early when a metric stalls."""
-    seed: Int = 0
-    """Seeds initialisation, shuffling and dropout."""
+    seed: NonNegativeInt = 0
+    """Seeds initialisation, shuffling and dropout (NumPy's generators take 0 or more)."""
     shuffle: Bool = True
     """Shuffle the training samples every epoch."""
 
@@ -178,6 +222,14 @@ def _validate(src: Source, collector: Collector) -> Spec | None:
         )
         return None
     data = dict(data)
+    if "loss" in data and data["loss"] is None:
+        collector.error(
+            ("loss",),
+            "bad-loss",
+            "expected a loss, received null",
+            "leave `loss:` out for a spec without a loss, or name one: loss: MSELoss",
+        )
+        del data["loss"]
     origins: dict[Path, Origin] = {}
     raw_names: dict[int, str] = {}
     raw_types: dict[int, str] = {}
@@ -223,6 +275,7 @@ def _validate_layers(
         origins[("layers", i)] = origin
         layer = None
         if entry is not None:
+            _check_name(entry.get("name"), origin, collector)
             try:
                 layer = _layer_adapter.validate_python(entry)
             except ValidationError as exc:
@@ -233,6 +286,13 @@ def _validate_layers(
                     raw_types[i] = entry["type"]
         layers.append(layer)
     return layers
+
+
+def _check_name(name: Any, origin: Origin, collector: Collector) -> None:
+    """Refuse a layer name outside the name rule; the layer itself is still checked."""
+    problem = name_problem(name) if isinstance(name, str) else None
+    if problem is not None:
+        collector.error(origin.path("name"), "name", *problem)
 
 
 def _normalize_section(

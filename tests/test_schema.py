@@ -7,6 +7,7 @@ lives here; it is checked against a few documents of its own first.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import netspec
@@ -23,6 +26,16 @@ from netspec.losses import LOSSES
 from netspec.optim import OPTIMIZERS
 from netspec.schedule import SCHEDULES
 from netspec.schema import SCHEMA_PATH, schema_text, spec_schema
+from tests.spec_mistakes import BEYOND_A_SCHEMA, MISTAKES
+from tests.test_hypothesis_specs import (
+    SETTINGS,
+    VALID,
+    _mutate,
+    _paths,
+    _spec_text,
+    chains,
+    needs_torch,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / SCHEMA_PATH
@@ -34,15 +47,41 @@ _TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    # JSON Schema's integer is a number with a zero fraction (5.0 too), as editors read it
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
 }
 
 
+def same(a, b) -> bool:
+    """JSON equality: true is not 1, and 1 equals 1.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return (type(a) is type(b) or {type(a), type(b)} <= {int, float}) and a == b
+
+
 def valid(value, node, root) -> bool:
     """Whether `value` satisfies schema `node` (only the keywords this schema uses)."""
+    if "if" in node:
+        branch = node.get("then" if valid(value, node["if"], root) else "else", {})
+        if not valid(value, branch, root):
+            return False
+    if "not" in node and valid(value, node["not"], root):
+        return False
+    names = node.get("propertyNames")
+    if (
+        names is not None
+        and isinstance(value, dict)
+        and not all(valid(k, names, root) for k in value)
+    ):
+        return False
     if "$ref" in node:
         target = root
         for part in node["$ref"].removeprefix("#/").split("/"):
@@ -55,9 +94,9 @@ def valid(value, node, root) -> bool:
         return False
     if "allOf" in node and not all(valid(value, n, root) for n in node["allOf"]):
         return False
-    if "enum" in node and value not in node["enum"]:
+    if "enum" in node and not any(same(value, e) for e in node["enum"]):
         return False
-    if "const" in node and value != node["const"]:
+    if "const" in node and not same(value, node["const"]):
         return False
     if "type" in node:
         types = node["type"] if isinstance(node["type"], list) else [node["type"]]
@@ -137,6 +176,11 @@ def test_the_small_validator_itself():
     assert valid([1, 2], pair, root) and not valid([1, 2, 3], pair, root)
     assert valid("ab", {"pattern": "^a"}, root) and not valid("ba", {"pattern": "^a"}, root)
     assert valid(None, {"anyOf": [{"type": "integer"}, {"type": "null"}]}, root)
+    not_zero = {"type": "integer", "if": {"const": 0}, "then": {"enum": []}}
+    assert valid(-1, not_zero, root) and not valid(0, not_zero, root)
+    assert not valid(True, {"enum": [1]}, root) and valid(1.0, {"const": 1}, root)
+    names = {"propertyNames": {"if": {"not": {"enum": ["name"]}}, "then": {"enum": ["ReLU"]}}}
+    assert valid({"ReLU": None, "name": "r"}, names, root) and not valid({"Relu": 1}, names, root)
 
 
 # -- the committed file ------------------------------------------------------------------------
@@ -185,8 +229,9 @@ def test_every_entry_has_described_definitions(cls):
 
 
 def test_argument_free_layers_may_be_written_bare():
-    forms = SCHEMA["properties"]["layers"]["items"]["anyOf"]
-    bare = set(forms[0]["enum"])
+    entry = DEFS["Layer"]
+    checks = {c["if"]["const"]: c["then"] for c in entry["then"]["then"]["allOf"]}
+    bare = {name for name, then in checks.items() if "enum" not in then}
     expected = {
         cls.model_fields["type"].default
         for cls in LAYERS
@@ -194,11 +239,67 @@ def test_argument_free_layers_may_be_written_bare():
     }
     assert bare == expected
     assert "Conv2d" not in bare and "ReLU" in bare
-    refs = {f["$ref"] for f in forms if "$ref" in f}
-    assert refs == {f"#/$defs/{cls.__name__}" for cls in LAYERS}
-    assert sum("required" in f and f.get("additionalProperties") is False for f in forms) == len(
-        LAYERS
-    )
+    assert checks["ReLU"]["description"].startswith("y = max(0, x)")  # the hover on `- ReLU`
+    assert checks["Conv2d"]["errorMessage"].startswith("Conv2d needs arguments: write Conv2d: {")
+
+
+@pytest.mark.parametrize("what", ["Layer", "Loss", "Optimizer", "Schedule"])
+def test_an_unknown_name_is_one_message_listing_every_known_one(what):
+    entry = DEFS[what]
+    unknown = entry["then"]["else"]
+    assert unknown["errorMessage"].startswith(f"Unknown {what.lower()}. Known ")
+    for name in unknown["enum"]:
+        assert name in unknown["errorMessage"]
+    object_forms = entry["else"]["then"]
+    assert object_forms["then"]["properties"]["type"]["else"] == unknown  # {type: Nope}
+    assert object_forms["else"]["propertyNames"]["then"] == unknown  # Nope: {...}
+
+
+def test_completion_offers_valid_text_for_every_layer():
+    snippets = {s["label"]: s for s in DEFS["Layer"]["defaultSnippets"]}
+    assert set(snippets) == {cls.model_fields["type"].default for cls in LAYERS}
+    assert snippets["ReLU"]["body"] == "ReLU"  # not `ReLU: ReLU`
+    text = snippets["Linear"]["bodyText"]
+    assert text == "Linear: {in_features: ${1}, out_features: ${2}}"
+    for snippet in snippets.values():
+        filled = re.sub(r"\$\{\d+\}", "1", snippet.get("bodyText", snippet.get("body")))
+        spec = "input: {shape: [1, 8, 8]}\nlayers:\n  - " + filled + "\n"
+        assert valid(yaml.safe_load(spec), SCHEMA, SCHEMA), filled
+
+
+def _nodes(node):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+def test_descriptions_are_whole_paragraphs_in_markdown_with_the_default():
+    described = [n for n in _nodes(SCHEMA) if isinstance(n.get("description"), str)]
+    assert len(described) > 200
+    for node in described:
+        assert not isinstance(node.get("title"), str)  # no "Kernel Size" to repeat
+        text = node["description"]
+        assert all(line.strip() for line in text.split("\n\n")), text  # no stray breaks
+        assert "\n" not in text.replace("\n\n", ""), text  # sentences are not split
+        assert "\\`" not in node["markdownDescription"]
+    stride = DEFS["Conv2dArgs"]["properties"]["stride"]
+    assert stride["markdownDescription"].endswith("\n\nDefault: `1`.")
+    momentum = DEFS["BatchNorm2dArgs"]["properties"]["momentum"]
+    assert momentum["markdownDescription"].endswith("Default: `0.1`.")
+
+
+def test_bounds_reach_every_number_of_a_field():
+    kernel = DEFS["Conv2dArgs"]["properties"]["kernel_size"]
+    assert kernel["type"] == ["integer", "array"] and kernel["minimum"] == 1
+    assert [item["minimum"] for item in kernel["prefixItems"]] == [1, 1]
+    betas = DEFS["AdamArgs"]["properties"]["betas"]
+    assert [(b["minimum"], b["exclusiveMaximum"]) for b in betas["prefixItems"]] == [(0, 1)] * 2
+    assert DEFS["TrainSpec"]["properties"]["seed"]["minimum"] == 0
+    assert "null" not in str(SCHEMA["properties"]["loss"])
 
 
 # -- the schema accepts what netspec accepts -----------------------------------------------------
@@ -210,6 +311,21 @@ SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_example_spec_validates_against_the_schema(path):
     assert valid(yaml.safe_load(path.read_text()), SCHEMA, SCHEMA)
+
+
+@pytest.mark.parametrize("text", list(MISTAKES.values()), ids=list(MISTAKES))
+def test_the_schema_refuses_every_mistake_netspec_refuses(text):
+    with pytest.raises(netspec.SpecError):
+        netspec.loads(text)
+    assert not valid(yaml.safe_load(text), SCHEMA, SCHEMA)
+
+
+@pytest.mark.parametrize("case", list(BEYOND_A_SCHEMA.values()), ids=list(BEYOND_A_SCHEMA))
+def test_mistakes_beyond_a_schema_are_still_refused_by_netspec(case):
+    text, _reason = case
+    with pytest.raises(netspec.SpecError):
+        netspec.loads(text)
+    assert valid(yaml.safe_load(text), SCHEMA, SCHEMA)  # else it belongs in MISTAKES
 
 
 FORMS = [
@@ -257,3 +373,40 @@ def test_the_schema_accepts_int_layer_references():
     )
     netspec.loads(text)
     assert valid(yaml.safe_load(text), SCHEMA, SCHEMA)
+
+
+# -- ... and never refuses what netspec accepts (random specs) ----------------------------------
+NUMBERS = st.sampled_from([-2, -1, 0, 1, 2, 3, 0.0, 0.5, 1.0, 1.5, -0.5, 1e-3, [0, 1], [1, 0]])
+
+
+@needs_torch
+@SETTINGS
+@given(chain=chains(), data=st.data())
+def test_random_valid_chains_validate_against_the_schema(chain, data):
+    shape, layers = chain
+    forms = [data.draw(st.integers(0, 2)) for _ in layers]
+    text = _spec_text(shape, layers, forms)
+    netspec.loads(text)
+    assert valid(yaml.safe_load(text), SCHEMA, SCHEMA), text
+
+
+@settings(SETTINGS, max_examples=300)
+@given(which=st.integers(0, len(VALID) - 1), data=st.data())
+def test_a_number_changed_in_a_valid_spec_is_refused_by_the_schema_only_if_netspec_does(
+    which, data
+):
+    tree = copy.deepcopy(VALID[which])
+    numbers = [p for p in _paths(tree) if isinstance(_at(tree, p), (int, float, list))]
+    path = data.draw(st.sampled_from(numbers))
+    tree = _mutate(tree, path, "replace", data.draw(NUMBERS))
+    try:
+        netspec.loads(yaml.safe_dump(tree))
+    except netspec.SpecError:
+        return
+    assert valid(tree, SCHEMA, SCHEMA), (path, _at(tree, path))
+
+
+def _at(tree, path):
+    for part in path:
+        tree = tree[part]
+    return tree

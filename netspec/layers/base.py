@@ -9,6 +9,7 @@ which is `None` while symbolic.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -33,11 +34,62 @@ def _pair_of(item: Any) -> Any:
     return Annotated[tuple[item, item], BeforeValidator(_list_to_tuple)]
 
 
+# The editor's copy of a rule that a validator enforces in PyTorch's words: JSON Schema
+# keywords that schema.py applies to every number (`minimum`, `not`, ...) or list (`maxItems`)
+# inside the field, both entries of a pair included. Validation never reads them.
+SCHEMA_BOUNDS = "x-netspec-bounds"
+
+
+def Bounds(**keywords: Any) -> Any:  # noqa: N802 - used like pydantic's Field
+    """`kernel_size: Annotated[IntPair, Bounds(minimum=1)]`: see SCHEMA_BOUNDS."""
+    return Field(json_schema_extra={SCHEMA_BOUNDS: keywords})
+
+
+NOT_ZERO = {"if": {"const": 0}, "then": {"enum": [], "errorMessage": "Must not be 0."}}
+
 # `int or (int, int)`, as PyTorch's `_size_2_t`; a YAML list stands for the tuple.
 IntPair = Int | _pair_of(Int)
 PositiveIntPair = PositiveInt | _pair_of(PositiveInt)
 NonNegativeIntPair = NonNegativeInt | _pair_of(NonNegativeInt)
 DeviceName = Annotated[str, Strict()]
+
+# -- names ----------------------------------------------------------------------------------
+# A layer name is one segment; nesting will join segments with dots (`layer1.0.conv1`), and
+# then NAME alone changes: rf"{NAME_SEGMENT}(\.{NAME_SEGMENT})*".
+NAME_SEGMENT = r"[A-Za-z0-9_]+"
+NAME = NAME_SEGMENT
+NAME_PATTERN = rf"^{NAME}$"
+REF_PATTERN = rf"^{NAME}(\.indices)?$"  # what `inputs` and `outputs` may name
+_QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
+
+
+def name_problem(name: str) -> tuple[str, str | None] | None:
+    """Why `name` cannot name a layer, as (message, hint); None when it can."""
+    if re.fullmatch(NAME_PATTERN, name):
+        return None
+    if all(re.fullmatch(NAME_SEGMENT, part) for part in name.split(".")):
+        return f"'{name}' cannot name a layer: names cannot contain '.'", None  # graph's words
+    message = f"name: expected letters, digits and '_', received {name!r}"
+    if not name.strip():
+        return message, "write a name such as conv1, or leave `name` out (default: the index)"
+    if any(q in name for q in _QUOTES):
+        return message, "typographic quotes are part of the name here: write plain ' or \""
+    bad = sorted({c for c in name if not re.fullmatch(NAME_SEGMENT, c)})
+    shown = ", ".join(repr(c) for c in bad)
+    return message, f"{shown} cannot appear in a name: use '_' instead"
+
+
+LayerName = Annotated[
+    str,
+    Strict(),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "patternErrorMessage": "A layer name is letters, digits and _ (no dots or spaces).",
+        }
+    ),
+]
 
 
 def _index_to_name(value: Any) -> Any:
@@ -49,7 +101,14 @@ LayerRef = Annotated[
     str,
     Strict(),
     BeforeValidator(_index_to_name),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}),
+    WithJsonSchema(
+        {
+            "type": ["string", "integer"],
+            "pattern": REF_PATTERN,
+            "patternErrorMessage": "A layer name, input, or NAME.indices.",
+            "minimum": 0,
+        }
+    ),
 ]
 """A layer name, `input`, or `NAME.indices`; a bare index means that layer's default name."""
 DTypeName = Literal["float16", "bfloat16", "float32", "float64"]
@@ -190,7 +249,7 @@ class Layer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    name: Annotated[str, Strict()] | None = None
+    name: LayerName | None = None
     """Name in the graph; defaults to the layer's index, as in torch.nn.Sequential."""
     inputs: list[LayerRef] | None = None
     """Names of the layers (or `input`) this one reads; defaults to the previous layer."""

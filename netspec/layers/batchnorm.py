@@ -8,7 +8,7 @@ formed before squaring, so the variance does not suffer the cancellation of E[x^
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import model_validator
@@ -18,6 +18,7 @@ from netspec.diagnostics import InputError
 from netspec.layers.base import (
     ArgError,
     Bool,
+    Bounds,
     DeviceName,
     DTypeName,
     Float,
@@ -75,9 +76,9 @@ class BatchNorm2d(Layer):
     keeps_shape: ClassVar[bool] = True
 
     type: Literal["BatchNorm2d"] = "BatchNorm2d"
-    num_features: Int
+    num_features: Annotated[Int, Bounds(minimum=1)]
     """C, the number of channels of the (N, C, H, W) input."""
-    eps: Float = 1e-05
+    eps: Annotated[Float, Bounds(exclusiveMinimum=0)] = 1e-05
     """Added to the variance before the square root, for numerical stability."""
     momentum: Float | None = 0.1
     """Weight of the new batch in the running statistics; null: cumulative average."""

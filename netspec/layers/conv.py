@@ -21,9 +21,9 @@ How it runs (pytorch-semantics.md §6), one code path for NumPy and CuPy, two la
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import field_validator, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
 
 from netspec.backend import array_module
 from netspec.kernels import (
@@ -43,6 +43,7 @@ from netspec.kernels import (
 from netspec.layers.base import (
     ArgError,
     Bool,
+    Bounds,
     DeviceName,
     DTypeName,
     Int,
@@ -80,20 +81,40 @@ class Conv2d(Layer):
     tuples PyTorch's constructor lets through.
     """
 
+    # The rules between arguments that a JSON Schema can state (the editor's copy of
+    # `_check_arguments` and of the shape check's "negative padding is not supported").
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"padding": {"const": "same"}}, "required": ["padding"]},
+                    "then": {"properties": {"stride": {"enum": [1, [1, 1]]}}},
+                },
+                {
+                    "if": {
+                        "properties": {"padding_mode": {"enum": list(PADDING_MODES[1:])}},
+                        "required": ["padding_mode"],
+                    },
+                    "else": {"properties": {"padding": {"minimum": 0, "items": {"minimum": 0}}}},
+                },
+            ]
+        }
+    )
+
     type: Literal["Conv2d"] = "Conv2d"
-    in_channels: NonNegativeInt
+    in_channels: Annotated[NonNegativeInt, Bounds(minimum=1)]
     """Number of channels in the input image."""
-    out_channels: NonNegativeInt
+    out_channels: Annotated[NonNegativeInt, Bounds(minimum=1)]
     """Number of channels produced by the convolution."""
-    kernel_size: NonNegativeIntPair
+    kernel_size: Annotated[NonNegativeIntPair, Bounds(minimum=1)]
     """Size of the convolving kernel: an int or [height, width]."""
-    stride: IntPair = 1
+    stride: Annotated[IntPair, Bounds(minimum=1)] = 1
     """Stride of the convolution: an int or [height, width]."""
     padding: Literal["valid", "same"] | IntPair = 0
     """Padding added to all four sides: an int, [height, width], 'valid' or 'same'."""
-    dilation: IntPair = 1
+    dilation: Annotated[IntPair, Bounds(minimum=1)] = 1
     """Spacing between kernel elements: an int or [height, width]."""
-    groups: Int = 1
+    groups: Annotated[Int, Bounds(minimum=1)] = 1
     """Number of blocked connections from input channels to output channels."""
     bias: Bool = True
     """If true, adds a learnable bias to the output."""

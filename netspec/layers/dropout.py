@@ -7,12 +7,21 @@ with probability 1 - p and scale what is kept by 1 / (1 - p).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import model_validator
 
 from netspec.backend import array_module
-from netspec.layers.base import ArgError, Bool, Float, Layer, Shape, ShapeError, format_shape
+from netspec.layers.base import (
+    ArgError,
+    Bool,
+    Bounds,
+    Float,
+    Layer,
+    Shape,
+    ShapeError,
+    format_shape,
+)
 
 
 def scaled_mask(rng: Any, shape: tuple[int, ...], dtype: Any, p: float) -> Any:
@@ -32,7 +41,7 @@ class _Dropout(Layer):
 
     keeps_shape: ClassVar[bool] = True
 
-    p: Float = 0.5
+    p: Annotated[Float, Bounds(minimum=0, maximum=1)] = 0.5
     """Probability of an element (Dropout) or a channel (Dropout2d) being zeroed."""
     inplace: Bool = False
     """Accepted for compatibility: netspec computes the same values without aliasing."""

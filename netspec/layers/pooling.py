@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 from netspec.backend import array_module
 from netspec.kernels import (
@@ -28,7 +28,9 @@ from netspec.kernels import (
     window_sums,
 )
 from netspec.layers.base import (
+    NOT_ZERO,
     Bool,
+    Bounds,
     Int,
     IntPair,
     Layer,
@@ -39,15 +41,25 @@ from netspec.layers.base import (
     raise_shape_errors,
 )
 
-# `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`.
-AdaptiveSize = (
+# `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`. The schema leaves
+# out what output_shape refuses: null itself (no len()) and negative sizes.
+AdaptiveSize = Annotated[
     Int
     | Annotated[
         tuple[Int | None, Int | None],
         BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v),
     ]
-    | None
-)
+    | None,
+    WithJsonSchema(
+        {
+            "type": ["integer", "array"],
+            "minimum": 0,
+            "items": {"type": ["integer", "null"], "minimum": 0},
+            "minItems": 2,
+            "maxItems": 2,
+        }
+    ),
+]
 
 
 Pair = tuple[int, int]
@@ -179,13 +191,13 @@ class MaxPool2d(Layer):
     """
 
     type: Literal["MaxPool2d"] = "MaxPool2d"
-    kernel_size: IntPair
+    kernel_size: Annotated[IntPair, Bounds(minimum=1)]
     """Size of the window to take a max over."""
-    stride: IntPair | None = None
+    stride: Annotated[IntPair | None, Bounds(minimum=1)] = None
     """Stride of the window; defaults to kernel_size."""
-    padding: IntPair = 0
+    padding: Annotated[IntPair, Bounds(minimum=0)] = 0
     """Implicit −inf padding on both sides; at most half the kernel size."""
-    dilation: IntPair = 1
+    dilation: Annotated[IntPair, Bounds(minimum=1)] = 1
     """Spacing between the elements of a window."""
     return_indices: Bool = False
     """Also output the flat index h·W + w of each maximum (as NAME.indices)."""
@@ -218,17 +230,17 @@ class AvgPool2d(Layer):
     """
 
     type: Literal["AvgPool2d"] = "AvgPool2d"
-    kernel_size: IntPair
+    kernel_size: Annotated[IntPair, Bounds(minimum=1)]
     """Size of the window to average over."""
-    stride: IntPair | None = None
+    stride: Annotated[IntPair | None, Bounds(minimum=1)] = None
     """Stride of the window; defaults to kernel_size."""
-    padding: IntPair = 0
+    padding: Annotated[IntPair, Bounds(minimum=0)] = 0
     """Implicit zero padding on both sides; at most half the kernel size."""
     ceil_mode: Bool = False
     """Round the output size up: a last, partial window when it starts inside the input."""
     count_include_pad: Bool = True
     """Count the zero padding in the divisor."""
-    divisor_override: Int | None = None
+    divisor_override: Annotated[Int | None, Bounds(**NOT_ZERO)] = None
     """If set, divide every window sum by this instead of the window size."""
 
     def _axes(self, x: Shape) -> tuple[WindowAxis, WindowAxis]:

@@ -9,12 +9,21 @@ target picked.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import model_validator
 
 from netspec.diagnostics import InputError
-from netspec.layers.base import ArgError, Context, Float, Int, Shape, ShapeError, format_shape
+from netspec.layers.base import (
+    ArgError,
+    Bounds,
+    Context,
+    Float,
+    Int,
+    Shape,
+    ShapeError,
+    format_shape,
+)
 from netspec.losses.base import FloatList, Loss, quiet_division
 
 
@@ -30,7 +39,7 @@ class CrossEntropyLoss(Loss):
     """A weight for each class (a list of C numbers); None weighs every class 1."""
     ignore_index: Int = -100
     """Class-index targets equal to this are skipped and do not count in the mean."""
-    label_smoothing: Float = 0.0
+    label_smoothing: Annotated[Float, Bounds(minimum=0, maximum=1)] = 0.0
     """In [0, 1]: how much of the target is replaced by the uniform distribution."""
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from netspec.layers.base import ArgError, Bool, Float
+from netspec.layers.base import ArgError, Bool, Bounds, Float
 
 
 def _list_to_tuple(value: Any) -> Any:
@@ -16,6 +16,14 @@ def _list_to_tuple(value: Any) -> Any:
 
 # `(beta1, beta2)`; a YAML list stands for the tuple.
 FloatPair = Annotated[tuple[Float, Float], BeforeValidator(_list_to_tuple)]
+NonNegative = Bounds(minimum=0)
+# The editor's copy of `_check_fused`.
+_FUSED_RULE = {
+    "if": {"properties": {"fused": {"const": True}}, "required": ["fused"]},
+    "then": {
+        "properties": {"differentiable": {"const": False}, "foreach": {"enum": [False, None]}}
+    },
+}
 
 
 class OptimizerSpec(BaseModel):
@@ -41,14 +49,32 @@ class SGD(OptimizerSpec):
     `zero_grad(set_to_none=False)`), so every parameter is stepped every time.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                _FUSED_RULE,
+                {  # the editor's copy of the nesterov rule in `_check`
+                    "if": {"properties": {"nesterov": {"const": True}}, "required": ["nesterov"]},
+                    "then": {
+                        "required": ["momentum"],
+                        "properties": {
+                            "momentum": {"exclusiveMinimum": 0},
+                            "dampening": {"const": 0},
+                        },
+                    },
+                },
+            ]
+        }
+    )
+
     type: Literal["SGD"] = "SGD"
-    lr: Float = 1e-3
+    lr: Annotated[Float, NonNegative] = 1e-3
     """Learning rate (torch 2.13's default is 0.001)."""
-    momentum: Float = 0.0
+    momentum: Annotated[Float, NonNegative] = 0.0
     """Momentum factor; 0 disables the momentum buffer."""
     dampening: Float = 0.0
     """Dampening for momentum: the new gradient enters the buffer times (1 - dampening)."""
-    weight_decay: Float = 0.0
+    weight_decay: Annotated[Float, NonNegative] = 0.0
     """L2 penalty: weight_decay * param is added to the gradient."""
     nesterov: Bool = False
     """Nesterov momentum (needs momentum > 0 and dampening 0)."""
@@ -82,14 +108,16 @@ class SGD(OptimizerSpec):
 class _AdamFamily(OptimizerSpec):
     """The arguments Adam and AdamW share (torch.optim.AdamW subclasses Adam)."""
 
+    model_config = ConfigDict(json_schema_extra={"allOf": [_FUSED_RULE]})
+
     type: Literal["Adam", "AdamW"]  # declared first so that it leads the JSON schema too
-    lr: Float = 1e-3
+    lr: Annotated[Float, NonNegative] = 1e-3
     """Learning rate."""
-    betas: FloatPair = (0.9, 0.999)
+    betas: Annotated[FloatPair, Bounds(minimum=0, exclusiveMaximum=1)] = (0.9, 0.999)
     """Decay rates of the running averages of the gradient and of its square."""
-    eps: Float = 1e-8
+    eps: Annotated[Float, NonNegative] = 1e-8
     """Added to the denominator for numerical stability."""
-    weight_decay: Float = 0.0
+    weight_decay: Annotated[Float, NonNegative] = 0.0
     """L2 penalty added to the gradient (decoupled: see decoupled_weight_decay)."""
     amsgrad: Bool = False
     """Use the maximum of all second-moment averages so far (AMSGrad)."""
@@ -146,7 +174,7 @@ class AdamW(_AdamFamily):
     """Adam with decoupled weight decay. Mirrors torch.optim.AdamW (see Adam's differences)."""
 
     type: Literal["AdamW"] = "AdamW"
-    weight_decay: Float = 1e-2
+    weight_decay: Annotated[Float, NonNegative] = 1e-2
     """Decoupled weight decay: param *= 1 - lr * weight_decay before the Adam step."""
 
     @property

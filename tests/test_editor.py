@@ -1,0 +1,201 @@
+"""The editor knows what netspec knows: the real yaml-language-server, over stdio, on the
+example specs (no diagnostics) and on every mistake in tests/spec_mistakes.py (netspec
+refuses it and the server flags it), plus hovers and completions a new user sees first.
+
+The server is NETSPEC_YAML_LANGUAGE_SERVER (its executable or its bin script) or
+`yaml-language-server` on PATH, e.g. after
+`npm install --prefix /opt/yls yaml-language-server@1.25.0` with
+NETSPEC_YAML_LANGUAGE_SERVER=/opt/yls/node_modules/.bin/yaml-language-server.
+Without one these tests skip. Every answer is awaited at most yaml_server.TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+import netspec
+from netspec.layers import LAYERS
+from tests.spec_mistakes import BEYOND_A_SCHEMA, MISTAKES
+from tests.yaml_server import ENV_VAR, YamlServer, server_command
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELINE = "# yaml-language-server: $schema=../schemas/netspec.schema.json\n"
+EXAMPLES = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
+    (ROOT / "specs" / "seed").glob("*.yaml")
+)
+LAYER_NAMES = [cls.model_fields["type"].default for cls in LAYERS]
+
+
+@pytest.fixture(scope="module")
+def server():
+    command = server_command()
+    if command is None:
+        pytest.skip(f"no yaml-language-server: set {ENV_VAR} or put it on PATH")
+    running = YamlServer(command, ROOT)
+    try:
+        yield running
+    finally:
+        running.shutdown()
+
+
+_OPENED = itertools.count()
+
+
+def _uri(name: str) -> str:
+    # Documents live (unsaved) next to the examples, so that the relative modeline resolves;
+    # each open gets a new one, so a late report on a closed document cannot be mistaken.
+    return (ROOT / "specs" / f"_editor_{name}_{next(_OPENED)}.yaml").as_uri()
+
+
+def _problems(server: YamlServer, name: str, text: str) -> list[dict]:
+    uri = _uri(name)
+    try:
+        return server.open(uri, MODELINE + text)
+    finally:
+        server.close(uri)
+
+
+def _refused(text: str) -> bool:
+    try:
+        netspec.loads(text)
+    except netspec.SpecError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_spec_is_clean_in_the_editor(server, path):
+    assert path.read_text().startswith("# yaml-language-server: $schema=")
+    assert server.open(path.as_uri(), path.read_text()) == []
+    server.close(path.as_uri())
+
+
+def _problems_of_all(server: YamlServer, texts: dict[str, str]) -> dict[str, list[dict]]:
+    uris = {name: _uri("mistake") for name in texts}
+    try:
+        found = server.open_all({uris[name]: MODELINE + text for name, text in texts.items()})
+    finally:
+        for uri in uris.values():
+            server.close(uri)
+    return {name: found[uri] for name, uri in uris.items()}
+
+
+def test_the_server_and_netspec_agree_on_every_mistake(server):
+    flagged = _problems_of_all(server, MISTAKES)
+    disagree = []
+    for name, text in MISTAKES.items():
+        refused = _refused(text)
+        if not (refused and flagged[name]):
+            disagree.append(f"{name}: netspec refuses={refused}, editor={flagged[name]}")
+    agree = len(MISTAKES) - len(disagree)
+    print(f"the server and netspec agree on {agree} of {len(MISTAKES)} mistakes")
+    assert disagree == []
+
+
+def test_mistakes_beyond_a_schema_pass_the_editor_but_not_netspec(server):
+    # Kept honest: one the server learns to flag belongs in MISTAKES.
+    flagged = _problems_of_all(server, {name: text for name, (text, _) in BEYOND_A_SCHEMA.items()})
+    for name, (text, _reason) in BEYOND_A_SCHEMA.items():
+        assert _refused(text), name
+        assert flagged[name] == [], name
+
+
+@pytest.mark.parametrize(
+    ("line", "names"),
+    [
+        ("  - Conv2D: {in_channels: 3, out_channels: 4, kernel_size: 3}", LAYER_NAMES),
+        ("  - {type: Relu}", LAYER_NAMES),
+        ("  - Relu", LAYER_NAMES),
+    ],
+)
+def test_a_misspelt_layer_is_told_every_layer_type(server, line, names):
+    (problem,) = _problems(server, "misspelt", "input: {shape: [3, 8, 8]}\nlayers:\n" + line)
+    assert problem["message"].startswith("Unknown layer. Known layers: ")
+    assert all(name in problem["message"] for name in names)
+
+
+def test_a_misspelt_schedule_is_told_every_schedule(server):
+    text = "input: {shape: [4]}\nlayers: [ReLU]\ntrain: {lr_schedule: {StepLr: {step_size: 1}}}\n"
+    (problem,) = _problems(server, "schedule", text)
+    assert problem["message"] == (
+        "Unknown schedule. Known schedules: StepLR, MultiStepLR, ExponentialLR, "
+        "CosineAnnealingLR, ReduceLROnPlateau."
+    )
+
+
+HOVERED = MODELINE + (
+    "input: {shape: [3, 8, 8]}\n"
+    "layers:\n"
+    "  - ReLU\n"
+    "  - Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 3, stride: 1}\n"
+    "  - {type: Tanh, name: t}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "word", "starts", "contains"),
+    [
+        (3, "ReLU", "y = max(0, x)", "Mirrors torch.nn.ReLU."),
+        (4, "Conv2d", "2-D convolution", "`kernel_size`"),
+        (4, "kernel_size", "Size of the convolving kernel: an int or [height, width].", ""),
+        (4, "stride", "Stride of the convolution", "\n\nDefault: `1`."),
+        (5, "Tanh", "y = tanh(x).", ""),
+        (5, "name", "Name in the graph", ""),
+    ],
+)
+def test_hovers_describe_what_is_under_the_cursor(server, line, word, starts, contains):
+    uri = _uri(f"hover_{word}")
+    server.open(uri, HOVERED)
+    try:
+        text = server.hover(uri, line, HOVERED.splitlines()[line].index(word) + 1)
+    finally:
+        server.close(uri)
+    assert text.startswith(starts) and contains in text, text
+    assert "||" not in text and "####" not in text  # no repeated generated titles
+    assert "\\`" not in text  # backticks render as code
+
+
+def test_completing_a_new_layer_offers_layers_as_valid_text(server):
+    text = MODELINE + "input: {shape: [3, 8, 8]}\nlayers:\n  - ReLU\n  - \n"
+    uri = _uri("complete")
+    server.open(uri, text)
+    try:
+        items = server.completion(uri, 4, 4)
+    finally:
+        server.close(uri)
+    inserted = {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+    assert sorted(inserted) == sorted(LAYER_NAMES)  # no argument names of other layers
+    assert inserted["ReLU"] == "ReLU"
+    assert inserted["Linear"] == "Linear: {in_features: ${1}, out_features: ${2}}"
+
+
+def test_completing_an_argument_inserts_a_value_netspec_accepts(server):
+    text = MODELINE + "input: {shape: [3, 8, 8]}\nlayers:\n  - Linear:\n      \n"
+    uri = _uri("argument")
+    server.open(uri, text)
+    try:
+        items = server.completion(uri, 4, 6)
+    finally:
+        server.close(uri)
+    inserted = {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+    assert inserted["out_features"] == "out_features: 1"
+    assert {"bias", "in_features", "out_features"} <= set(inserted)
+    assert "kernel_size" not in inserted
+
+
+def test_completing_a_schedule_inserts_a_mapping_value_not_a_second_key(server):
+    text = MODELINE + "input: {shape: [4]}\nlayers: [ReLU]\ntrain:\n  lr_schedule: \n"
+    uri = _uri("schedule")
+    server.open(uri, text)
+    try:
+        items = server.completion(uri, 5, 15)
+    finally:
+        server.close(uri)
+    inserted = {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+    assert (
+        inserted["StepLR"] == "{StepLR: {step_size: ${1}}}"
+    )  # `lr_schedule: StepLR: ...` is no YAML
+    assert inserted["ReduceLROnPlateau"] == "ReduceLROnPlateau"
