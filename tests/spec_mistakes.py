@@ -23,6 +23,10 @@ def train(text: str) -> str:
 
 MISTAKES: dict[str, str] = {
     # Conv2d
+    # YAML 1.1 spellings: strings in YAML 1.2, as the editor and netspec read them
+    "relu inplace yes": layer("ReLU: {inplace: yes}"),
+    "maxpool ceil_mode on": layer("MaxPool2d: {kernel_size: 2, ceil_mode: on}"),
+    "batchnorm affine No": layer("BatchNorm2d: {num_features: 3, affine: No}"),
     "conv stride 0": conv("stride: 0"),
     "conv stride [1, 0]": conv("stride: [1, 0]"),
     "conv kernel_size 0": layer("Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 0}"),

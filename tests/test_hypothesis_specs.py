@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import netspec
+from netspec.source import parse
 
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="PyTorch is the oracle for shapes"
@@ -366,7 +367,7 @@ def test_random_layers_under_a_valid_frame_give_only_spec_errors(layers, shape):
 
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-VALID = [yaml.safe_load(p.read_text()) for p in sorted(SPECS.glob("*.yaml"))]
+VALID = [parse(p.read_text()).data for p in sorted(SPECS.glob("*.yaml"))]
 
 
 def _paths(node, prefix=()):
