@@ -490,3 +490,19 @@ def _prod(shape) -> int:
     for d in shape:
         result *= d
     return result
+
+
+def test_analysis_grows_linearly_with_the_number_of_layers():
+    """A set rebuilt per layer made 40,000 layers take 68 s; 4x the layers must take about
+    4x the time (quadratic would be 16x). A ratio, so a slow machine does not fail it."""
+    import time
+
+    def seconds(n: int) -> float:
+        text = "input: {shape: [4]}\nlayers:\n" + "  - ReLU\n" * n
+        start = time.perf_counter()
+        netspec.loads(text)
+        return time.perf_counter() - start
+
+    seconds(500)  # warm the imports
+    small, large = min(seconds(2_000) for _ in range(2)), seconds(8_000)
+    assert large < 9 * small, (small, large)
