@@ -108,6 +108,12 @@ def fpad_backward(g: Any, size: tuple[int, int], pads: Pads, mode: str) -> Any:
 
 
 # -- windows and their adjoint -----------------------------------------------------------------
+def sliding_stride(stride: tuple[int, int], out: tuple[int, int]) -> tuple[int, int]:
+    """The stride a kernel uses: along an axis with a single window any stride gives the same
+    result, and 1 keeps a huge one (2**62) out of the strided view's byte offsets."""
+    return (stride[0] if out[0] > 1 else 1, stride[1] if out[1] > 1 else 1)
+
+
 def output_size(size: int, kernel: int, stride: int, dilation: int, pads: tuple[int, int]) -> int:
     """Convolution output length: floor((H + pads − d·(k−1) − 1) / s) + 1."""
     return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1

@@ -198,8 +198,10 @@ def _training_memory(spec: Spec, graph: Graph, collector: Collector) -> None:
     if available is None or estimate.total <= available:
         return
     largest = estimate.largest
-    parameters_dominate = estimate.activations < estimate.total / 2
-    if largest is not None and parameters_dominate and 2 * largest[2] > estimate.gradients:
+    parameters_dominate = estimate.activations + estimate.data < estimate.total / 2
+    if estimate.data > estimate.total / 2:
+        path, where = ("data", "samples"), f"; the data set alone is {format_bytes(estimate.data)}"
+    elif largest is not None and parameters_dominate and 2 * largest[2] > estimate.gradients:
         path = spec.layer_path(largest[0])
         where = f"; layer '{largest[1]}' holds {format_bytes(largest[2])} of parameters"
     else:
@@ -209,5 +211,7 @@ def _training_memory(spec: Spec, graph: Graph, collector: Collector) -> None:
         "memory",
         f"training needs {estimate.describe()}, more than the {format_bytes(available)} "
         f"this machine has available{where}",
-        "use fewer or smaller layers, or a smaller train.batch_size",
+        "generate fewer samples"
+        if path[0] == "data"
+        else "use fewer or smaller layers, or a smaller train.batch_size",
     )

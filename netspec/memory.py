@@ -35,10 +35,16 @@ class MemoryEstimate:
     batch_size: int
     optimizer_name: str
     largest: tuple[int, str, int] | None = None  # (layer index, name, parameter bytes)
+    data: int = 0  # the data set in host memory, where its size is known before reading
+
+    @property
+    def on_device(self) -> int:
+        """What lives where the network runs."""
+        return self.parameters + self.gradients + self.optimizer + self.activations
 
     @property
     def total(self) -> int:
-        return self.parameters + self.gradients + self.optimizer + self.activations
+        return self.on_device + self.data
 
     def describe(self) -> str:
         """`about 36.0 GiB (parameters 12.0 GiB, gradients ..., activations ... at batch 64)`"""
@@ -46,7 +52,8 @@ class MemoryEstimate:
             f"about {format_bytes(self.total)} (parameters {format_bytes(self.parameters)}, "
             f"gradients {format_bytes(self.gradients)}, {self.optimizer_name} state "
             f"{format_bytes(self.optimizer)}, activations {format_bytes(self.activations)} "
-            f"at batch {self.batch_size})"
+            f"at batch {self.batch_size}"
+            + (f", data {format_bytes(self.data)})" if self.data else ")")
         )
 
 
@@ -79,7 +86,14 @@ def training_memory(
         batch_size=batch_size,
         optimizer_name=getattr(optimizer, "type", type(optimizer).__name__),
         largest=largest,
+        data=_data_bytes(spec, itemsize),
     )
+
+
+def _data_bytes(spec: Spec, itemsize: int) -> int:
+    """Samples are made or read in float64, then cast to the network's dtype."""
+    samples = getattr(spec.data, "known_samples", None)
+    return (samples or 0) * (prod(spec.input.shape) or 0) * (8 + itemsize)
 
 
 def _optimizer_slots(optimizer: Any) -> int:

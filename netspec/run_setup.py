@@ -80,13 +80,25 @@ def check_training_memory(spec: Spec, train: TrainSpec, device: str) -> None:
     graph = build_graph(spec, collector)
     infer_shapes(spec, graph, collector, None)
     estimate = training_memory(spec, graph, train.batch_size, train.optimizer)
-    available = available_memory(device)
-    if available is not None and estimate.total > available:
-        raise TrainingError(
-            f"training {spec.name} needs {estimate.describe()}, more than the "
-            f"{format_bytes(available)} available on {device}",
-            hint="use fewer or smaller layers, or a smaller batch size",
-        )
+    # On a GPU the network is there and the data set on the host; on the CPU both are here.
+    needs = (
+        [(estimate.total, "cpu")]
+        if device == "cpu"
+        else [
+            (estimate.on_device, device),
+            (estimate.data, "cpu"),
+        ]
+    )
+    for needed, where in needs:
+        available = available_memory(where)
+        if available is not None and needed > available:
+            raise TrainingError(
+                f"training {spec.name} needs {estimate.describe()}, more than the "
+                f"{format_bytes(available)} available on {where}",
+                hint="use fewer samples"
+                if estimate.data > needed / 2
+                else "use fewer or smaller layers, or a smaller batch size",
+            )
 
 
 def train_settings(spec: Spec, overrides: dict, checkpoint: Checkpoint | None) -> TrainSpec:

@@ -79,10 +79,23 @@ def report_validation_error(
         if item["type"] == "union_tag_invalid":  # point at `source:` itself
             real = (*real, item["ctx"]["discriminator"].strip("'"))
         groups[real].append(item)
-    for real, items in groups.items():
+    for real, items in _deepest_branches(groups).items():
         path = _source_path((*prefix, *real), origins)
         code, message, hint = _describe(items, real, data, model, kinds or {})
         collector.error(path, code, message, hint)
+
+
+def _deepest_branches(groups: dict[Path, list[dict]]) -> dict[Path, list[dict]]:
+    """Drop a union branch's plain type mismatch at a path when another branch reached inside
+    the value: `dilation: [1, 2**63]` is about item 1 (the pair branch), not "expected an int"."""
+    return {
+        real: items
+        for real, items in groups.items()
+        if not (
+            all(i["type"] in _EXPECTED for i in items)
+            and any(len(other) > len(real) and other[: len(real)] == real for other in groups)
+        )
+    }
 
 
 def _each_arg_error(items: list[dict]) -> list[dict]:

@@ -41,7 +41,8 @@ def test_the_estimate_counts_parameters_gradients_adam_state_and_activations():
     result = estimate(SMALL)
     assert (result.parameters, result.gradients, result.optimizer) == (33 * 4, 33 * 4, 66 * 4)
     assert result.activations == 2 * (10 + 3) * 4 * 4  # input and output, kept and their grads
-    assert result.total == 33 * 4 * 4 + 2 * 13 * 4 * 4
+    assert result.on_device == 33 * 4 * 4 + 2 * 13 * 4 * 4
+    assert result.total == result.on_device + result.data
     assert result.largest == (0, "0", 33 * 4)
     assert "Adam state 264 B" in result.describe() and "at batch 4" in result.describe()
 
@@ -144,3 +145,20 @@ def test_seeded_init_is_what_float64_draws_cast_to_float32():
     rng = np.random.default_rng(7)  # PyTorch's order: conv weight, conv bias, ..., linear
     bound = 1 / np.sqrt(27)
     assert np.array_equal(wide["0.weight"], rng.uniform(-bound, bound, (4, 3, 3, 3)))
+
+
+def test_a_data_set_whose_size_is_known_counts_float64_generation_and_the_cast_copy():
+    text = SMALL.replace("samples: 20", "samples: 1000")
+    assert estimate(text).data == 1000 * 10 * (8 + 4)
+
+
+def test_a_huge_synthetic_data_set_warns_at_samples_and_train_refuses(tmp_path):
+    text = SMALL.replace("samples: 20", "samples: 1000000000000")
+    spec = netspec.loads(text, source="m.yaml")
+    (warning,) = [w for w in spec.warnings if w.code == "memory"]
+    line = text.splitlines().index("data: {source: synthetic, samples: 1000000000000}") + 1
+    assert (warning.line, warning.col) == (line, 27)
+    assert "the data set alone is" in warning.message and warning.hint == "generate fewer samples"
+    with pytest.raises(netspec.NetspecError, match="data 109.1 TiB"):
+        netspec.fit(spec, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -23,6 +23,9 @@ class _DataSource(BaseModel):
     # once the data is read. `netspec check` compares the spec's input with them.
     sample_shapes: ClassVar[tuple[tuple[int, ...], ...] | None] = None
 
+    # How many samples the source holds, when that is known before reading anything.
+    known_samples: ClassVar[int | None] = None
+
     validation_split: Fraction = 0.2
     """Fraction of the samples held out for validation, drawn with the seed (ceil, as
     scikit-learn's train_test_split); 0 trains on everything."""
@@ -41,6 +44,7 @@ class DigitsData(_DataSource):
     """
 
     sample_shapes: ClassVar[tuple[tuple[int, ...], ...] | None] = ((1, 8, 8), (64,))
+    known_samples: ClassVar[int | None] = 1797
 
     source: Literal["digits"] = "digits"
     """Which data source this is."""
@@ -82,6 +86,10 @@ class SyntheticData(_DataSource):
     """Which data source this is."""
     samples: PositiveInt = 512
     """Number of samples generated (before the validation split)."""
+
+    @property
+    def known_samples(self) -> int:  # type: ignore[override]
+        return self.samples
 
 
 AnyData = Annotated[DigitsData | NpzData | SyntheticData, Field(discriminator="source")]

@@ -19,11 +19,12 @@ Shape = tuple[int | None, ...]
 
 # -- argument types ---------------------------------------------------------------------
 # Strict: YAML `true` is not the int 1, and "3" is not 3. Floats accept ints (lr: 1).
-Int = Annotated[int, Strict()]
+INT64 = Field(ge=-(2**63), le=2**63 - 1)  # PyTorch keeps every int argument in an int64_t
+Int = Annotated[int, Strict(), INT64]
 Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
-PositiveInt = Annotated[int, Strict(), Field(gt=0)]
-NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
+PositiveInt = Annotated[int, Strict(), INT64, Field(gt=0)]
+NonNegativeInt = Annotated[int, Strict(), INT64, Field(ge=0)]
 
 
 def _list_to_tuple(value: Any) -> Any:

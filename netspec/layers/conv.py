@@ -37,6 +37,7 @@ from netspec.kernels import (
     image_blocks,
     is_channels_last,
     pad2d_backward,
+    sliding_stride,
     to_channels_last,
     to_layout,
 )
@@ -71,6 +72,7 @@ class Geometry(NamedTuple):
     pads: Pads  # (top, bottom, left, right); negative entries crop (non-zero modes only)
     padded: tuple[int, int]  # (Hp, Wp): the plane the kernel slides over
     out: tuple[int, int]  # (Ho, Wo)
+    stride: tuple[int, int]  # as given, but 1 along an axis with one output (sliding_stride)
 
 
 class Conv2d(Layer):
@@ -218,7 +220,8 @@ class Conv2d(Layer):
             raise_shape_errors(errors, self._guessed_output(x, pads))
         if channels != self.in_channels:
             raise self._channel_mismatch(seen, padded)
-        return Geometry(pads, padded, self._output_size(padded))
+        out = self._output_size(padded)
+        return Geometry(pads, padded, out, sliding_stride(pair(self.stride), out))
 
     def _guessed_output(self, x: Shape, pads: Pads) -> Shape | None:
         """The output shape with the refused arguments replaced by the nearest legal ones."""
@@ -357,8 +360,8 @@ class Conv2d(Layer):
         """
         return channels // self.groups > 1
 
-    def _windows(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        return pair(self.kernel_size), pair(self.stride), pair(self.dilation)
+    def _windows(self, geo: Geometry) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        return pair(self.kernel_size), geo.stride, pair(self.dilation)
 
     # -- channels-last rows, a block of images at a time --------------------------------------
     def _forward_rows(self, p: Any, x: Any, ctx: Any, geo: Geometry) -> Any:
@@ -375,7 +378,7 @@ class Conv2d(Layer):
         col = None
         for images in blocks:
             col = im2col_rows(
-                padded[images], *self._windows(), geo.out, self.groups, None if keep else buffer
+                padded[images], *self._windows(geo), geo.out, self.groups, None if keep else buffer
             )
             block = y[images.start * pixels : images.stop * pixels]  # (B*Ho*Wo, O)
             _rows_product(col, weight, out=block)
@@ -412,7 +415,7 @@ class Conv2d(Layer):
         the other modes want it on the whole padded plane, for their adjoint.
         """
         xp, groups, (out_channels, per_group, kh, kw) = array_module(g), self.groups, weight.shape
-        _, _, (dh, dw) = self._windows()
+        _, _, (dh, dw) = self._windows(geo)
         zeros = self.padding_mode == "zeros"
         top, bottom, left, right = geo.pads if zeros else (0, 0, 0, 0)
         plane = x_shape[2:] if zeros else geo.padded
@@ -454,7 +457,7 @@ class Conv2d(Layer):
             blocks, buffer = [slice(0, padded.shape[0])], None
         for images in blocks:
             if rebuild:  # (on a GPU `buffer` is None: one block, a fresh array)
-                col = im2col_rows(padded[images], *self._windows(), geo.out, groups, buffer)
+                col = im2col_rows(padded[images], *self._windows(geo), geo.out, groups, buffer)
             block = rows[images.start * pixels : images.stop * pixels]  # (B*Ho*Wo, O)
             dw += col.transpose(0, 2, 1) @ _grouped_rows(block, groups)  # (G, K/G, O/G)
         dw = dw.reshape(groups, kh, kw, per_group, per_out)
@@ -465,7 +468,7 @@ class Conv2d(Layer):
         at that offset. Offset-major products make each add a run of Wo·C/G values."""
         xp, groups = array_module(rows), self.groups
         out_channels, per_group, kh, kw = weight.shape
-        kernel, stride, dilation = self._windows()
+        kernel, stride, dilation = self._windows(geo)
         (hp, wp), pixels = geo.padded, geo.out[0] * geo.out[1]
         taps = weight.reshape(groups, out_channels // groups, per_group, kh * kw)
         taps = taps.transpose(0, 3, 1, 2)  # (G, kh*kw, O/G, C/G)
@@ -491,7 +494,7 @@ class Conv2d(Layer):
         """Few channels (a network's first layer, mostly): the columns are small, and kept
         from forward to backward."""
         padded = fpad(x, geo.pads, self.padding_mode)  # (N, C, Hp, Wp)
-        col = im2col_channel_major(padded, *self._windows(), geo.out, self.groups)
+        col = im2col_channel_major(padded, *self._windows(geo), geo.out, self.groups)
         ctx.save("channel_major", col, x.shape, geo, is_channels_last(x))
         y = _grouped(p.weight, self.groups) @ col  # (G, O/G, N*Ho*Wo)
         return _to_batch_major(y, x.shape[0], geo.out, p.bias if self.bias else None)

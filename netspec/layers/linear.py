@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -80,8 +81,9 @@ class Linear(Layer):
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, *, out)
         (x,) = ctx.saved
-        g2 = g.reshape(-1, g.shape[-1])  # (N*, out)
-        grads.weight += g2.T @ x.reshape(-1, x.shape[-1])  # (out, in)
+        rows = math.prod(g.shape[:-1])  # not -1: out_features may be 0, as in PyTorch
+        g2 = g.reshape(rows, g.shape[-1])  # (N*, out)
+        grads.weight += g2.T @ x.reshape(rows, x.shape[-1])  # (out, in)
         if self.bias:
             grads.bias += g2.sum(0)
         return g @ p.weight  # (N, *, in)

@@ -23,6 +23,7 @@ from netspec.kernels import (
     max_windows,
     max_windows_backward,
     separable_max,
+    sliding_stride,
     spread_windows,
     to_layout,
     window_sums,
@@ -119,6 +120,7 @@ def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[WindowAxis,
             hint="the kernel is larger than the padded input: use a smaller kernel_size",
             code="size",
         )
+    stride = sliding_stride(stride, outs)
     axis_h, axis_w = (
         WindowAxis(n, k, s, d, p, o)
         for n, k, s, d, p, o in zip((height, width), kernel, stride, dil, pad, outs, strict=True)
