@@ -7,6 +7,7 @@ all and raises one `SpecError`. Nothing here prints: the CLI renders them.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,6 +27,13 @@ class Diagnostic:
     message: str
     hint: str | None = None
     severity: str = "error"  # "error" | "warning"
+
+    def __post_init__(self) -> None:
+        # Text from a spec reaches a terminal: its ESC sequences and bidi overrides must not.
+        for name in ("file", "message", "hint"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, printable(value))
 
     @property
     def is_error(self) -> bool:
@@ -57,12 +65,27 @@ class Diagnostic:
         }
 
 
+def printable(text: str) -> str:
+    """`text` with control and format characters (ESC, NUL, U+202E, zero-width spaces) written
+    as escapes, as repr() writes them; line breaks stay."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c == "\n" or unicodedata.category(c) not in _UNPRINTABLE else repr(c)[1:-1]
+        for c in text
+    )
+
+
+_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp"}
+
+
 def _excerpt(text: str, line: int, col: int) -> list[str]:
     source_lines = text.splitlines()
     if not 1 <= line <= len(source_lines):
         return []
-    gutter = f"{line:>4} | "
-    return [gutter + source_lines[line - 1], " " * (len(gutter) + col - 1) + "^"]
+    gutter, source = f"{line:>4} | ", source_lines[line - 1]
+    before = printable(source[: col - 1])  # escapes widen the line: the caret follows them
+    return [gutter + printable(source), " " * (len(gutter) + len(before)) + "^"]
 
 
 class NetspecError(Exception):

@@ -150,3 +150,35 @@ def test_mutated_examples_raise_only_netspec_errors_through_a_training_step(text
             bench(spec, batch_size=2, repeats=1, warmup=0)
     except netspec.NetspecError:
         pass
+
+
+# -- what a spec's text may show on a terminal ------------------------------------------------
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\u202e", "\u200b", "\x9b"])
+def test_control_and_format_characters_from_a_spec_are_escaped_in_diagnostics(char):
+    escaped = repr(char)[1:-1]  # YAML's own escape, inside double quotes; raw C0 is refused
+    text = f'input: {{shape: [3]}}\nlayers:\n  - {{name: "a{escaped}", type: "Re{escaped}LU"}}\n'
+    with pytest.raises(netspec.SpecError) as info:
+        netspec.loads(text, source="m.yaml")
+    (d,) = [d for d in info.value.diagnostics if d.code == "unknown-layer"]
+    shown = d.format(text)
+    assert char not in shown and f"unknown layer 'Re{escaped}LU'" in shown
+    excerpt, caret = shown.splitlines()[1:3]
+    assert excerpt[caret.index("^") :].startswith("type:")  # past the escaped name
+
+
+@pytest.mark.parametrize("name", ["\u0430", "a\u200b", "b\u00a0"])  # Cyrillic a, zero-width, nbsp
+def test_look_alike_names_are_refused(name):
+    text = f'input: {{shape: [3]}}\nlayers:\n  - {{type: ReLU, name: "{name}"}}\n'
+    with pytest.raises(netspec.SpecError) as info:
+        netspec.loads(text, source="m.yaml")
+    assert [d.code for d in info.value.diagnostics] == ["name"]
+
+
+def test_a_raw_bidi_override_in_the_source_line_is_escaped_and_the_caret_follows():
+    text = 'input: {shape: [3]}\nlayers:\n  - {name: "a\u202eb", type: Rex}\n'
+    with pytest.raises(netspec.SpecError) as info:
+        netspec.loads(text, source="m.yaml")
+    (d,) = [d for d in info.value.diagnostics if d.code == "unknown-layer"]
+    excerpt, caret = d.format(text).splitlines()[1:3]
+    assert "\u202e" not in excerpt and "\\u202e" in excerpt
+    assert excerpt[caret.index("^") :].startswith("type:")
