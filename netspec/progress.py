@@ -101,6 +101,8 @@ class PlainProgress(Callback):
     def on_train_start(self, run: RunInfo) -> None:
         self.epochs = run.epochs
         self._print(run_line(run))
+        if run.out is not None:
+            self._print(f"run folder: {run.out}")
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
         self._print(epoch_line(metrics, self.epochs))
@@ -199,11 +201,12 @@ def interrupt_line(result: TrainResult) -> str:
     where = f"the end of epoch {result.epochs}"
     if result.batch:
         where = f"epoch {result.epochs + 1}, batch {result.batch}"
+    what = "terminated (SIGTERM)" if result.signal == "SIGTERM" else "interrupted"
     path = result.last_checkpoint
     if path is None:
-        return f"interrupted at {where}: no checkpoint was saved"
+        return f"{what} at {where}: no checkpoint was saved"
     saved = "saved" if result.saved_on_interrupt else "the last checkpoint is"
-    return f"interrupted at {where}: {saved} {path}; resume with --resume {path}"
+    return f"{what} at {where}: {saved} {path}; resume with --resume {path}"
 
 
 def render_files(result: TrainResult, console: Console) -> None:
