@@ -57,7 +57,7 @@ def epoch_line(metrics: dict, epochs: int) -> str:
 
 
 def run_line(run: RunInfo) -> str:
-    """What is about to happen, in one line."""
+    """What is about to happen, and where the run's files go, in one line."""
     validation = f", {run.val_samples} for validation" if run.val_samples else ""
     resumed = (
         f", resuming {run.resumed_from} at epoch {run.start_epoch + 1}" if run.resumed_from else ""
@@ -68,9 +68,10 @@ def run_line(run: RunInfo) -> str:
         clipped = f" (batch size {run.batch_size} clipped to the {plural(size, 'training sample')})"
     samples = plural(run.train_samples, f"{run.data_name} sample")
     batches = plural(run.batches, "batch", "batches")
+    folder = f"; run folder {run.out}" if run.out is not None else ""
     return (
         f"training {run.spec_name} on {run.device}: {samples}{validation}, "
-        f"{batches} of {size}{clipped}, {plural(run.epochs, 'epoch')}{resumed}"
+        f"{batches} of {size}{clipped}, {plural(run.epochs, 'epoch')}{resumed}{folder}"
     )
 
 
@@ -101,8 +102,6 @@ class PlainProgress(Callback):
     def on_train_start(self, run: RunInfo) -> None:
         self.epochs = run.epochs
         self._print(run_line(run))
-        if run.out is not None:
-            self._print(f"run folder: {run.out}")
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
         self._print(epoch_line(metrics, self.epochs))

@@ -94,11 +94,11 @@ def test_train_defaults_to_a_new_version_folder_under_runs_slash_spec_name(tmp_p
     assert first.exit_code == 0, first.output
     version_0 = tmp_path / "runs" / "tiny" / "version_0"
     assert (version_0 / "last.npz").is_file()
-    assert f"run folder: {Path('runs', 'tiny', 'version_0')}" in first.stderr
+    assert f"; run folder {Path('runs', 'tiny', 'version_0')}\n" in first.stderr
     kept = {name: (version_0 / name).read_bytes() for name in ("best.npz", "metrics.jsonl")}
     second = run("train", spec, "--epochs", "2")
     assert second.exit_code == 0, second.output
-    assert f"run folder: {Path('runs', 'tiny', 'version_1')}" in second.stderr
+    assert f"; run folder {Path('runs', 'tiny', 'version_1')}\n" in second.stderr
     assert load_checkpoint(tmp_path / "runs" / "tiny" / "version_1" / "last.npz").epoch == 2
     assert kept == {name: (version_0 / name).read_bytes() for name in kept}
 
