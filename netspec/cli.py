@@ -206,39 +206,84 @@ def train(
         typer.Option("--out", "-o", help=escape("Output folder [runs/<spec name>].")),
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option("--resume", help="Continue from this checkpoint.")
+        Path | None,
+        typer.Option("--resume", help="Continue from this checkpoint (in its folder)."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the run that --out already holds.")
+    ] = False,
 ) -> None:
-    """Train a spec's network on its data: progress, checkpoints, metrics.jsonl, a plot."""
+    """Train a spec's network on its data: progress, checkpoints, metrics.jsonl, a plot.
+
+    Runs never overwrite each other: without --out a run gets runs/<name>/version_K (the
+    next free K); an --out that holds a run needs --resume or --overwrite.
+    """
+    from netspec.interrupts import Terminated
     from netspec.progress import progress_for
+    from netspec.run_folder import RunExistsError, remove_if_empty
     from netspec.train import Trainer
 
     spec = load_spec(spec_path)
-    folder = out_dir if out_dir is not None else Path("runs") / spec.name
-    if folder.exists() and not folder.is_dir():
-        given = "--out " if out_dir is not None else "the output folder "
-        raise fail(f"{given}{folder} is a file, not a folder")
+    folder, made = _run_folder(spec.name, out_dir, resume)
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     progress = progress_for(err)
-    trainer = Trainer(spec, device=device, out=folder, callbacks=[progress], **options)
+    trainer = Trainer(
+        spec, device=device, out=folder, callbacks=[progress], overwrite=overwrite, **options
+    )
     try:
         with progress:
             result = trainer.fit(resume=resume)
+    except RunExistsError as exc:
+        raise fail(
+            f"--out {exc.folder} already holds a run ({', '.join(exc.files)}): continue it "
+            f"with --resume {exc.folder / 'last.npz'}, or replace it with --overwrite"
+        ) from None
     except NetspecError as exc:
         raise fail_with_hint(exc) from None
     except MemoryError:
         raise fail(OUT_OF_MEMORY) from None
+    except KeyboardInterrupt as exc:  # before the first batch: nothing to save yet
+        terminated = isinstance(exc, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        err.print(f"{what} before training started: nothing was saved", highlight=False)
+        raise typer.Exit(143 if terminated else 130) from None
+    finally:
+        for path in made:  # a run that failed before writing anything leaves no folders
+            remove_if_empty(path)
     show_training(result)
+
+
+def _run_folder(name: str, out_dir: Path | None, resume: Path | None) -> tuple[Path, list[Path]]:
+    """The run's folder (--out; else the folder of the checkpoint --resume continues; else
+    a new runs/<name>/version_K) and the folders made here for it, innermost first."""
+    from netspec.run_folder import new_version_folder
+
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise fail(f"--out {out_dir} is a file, not a folder")
+        return out_dir, []
+    if resume is not None:
+        return resume.parent, []
+    root = Path("runs") / name
+    if root.exists() and not root.is_dir():
+        raise fail(f"the output folder {root} is a file, not a folder")
+    made = [p for p in (root, root.parent) if not p.exists()]
+    try:
+        folder = new_version_folder(root)
+        return folder, [folder, *made]
+    except NetspecError as exc:
+        raise fail_with_hint(exc) from None
 
 
 def show_training(result: TrainResult) -> None:
     """The end of `netspec train`: the history table, curves and files, or the interrupt
-    line and exit code 130."""
+    line and exit code 130 (Ctrl-C) or 143 (SIGTERM, as a shell reports a process it
+    ended)."""
     from netspec.progress import interrupt_line, render_files, render_history, render_sparklines
 
     if result.interrupted:
         err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)
-        raise typer.Exit(130)
+        raise typer.Exit(143 if result.signal == "SIGTERM" else 130)
     render_history(result, out)
     if result.plot_path is None:
         render_sparklines(result.history, out)

@@ -106,6 +106,7 @@ class TrainResult:
     plot_path: Path | None = None
     batch: int = 0  # batches done in an unfinished epoch (after an interrupt)
     saved_on_interrupt: bool = False  # last_checkpoint holds the state at the interrupt
+    signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted (a callback: SIGINT)
 
     @property
     def interrupted(self) -> bool:

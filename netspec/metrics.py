@@ -8,8 +8,10 @@ run stops after `patience` epochs in a row without improvement.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +114,11 @@ def finite_or_none(value: Any) -> Any:
 
 
 class MetricsLog:
-    """`metrics.jsonl` in a run's folder: one line of metrics per completed epoch."""
+    """`metrics.jsonl` in a run's folder: one line of metrics per completed epoch.
+
+    Never written through a symbolic link: a link there would have its target overwritten,
+    which is not the run's file to change (O_NOFOLLOW, or a check where it is missing).
+    """
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -122,14 +128,30 @@ class MetricsLog:
         """Start the file over from the (resumed) history: it always matches it."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            lines = "".join(json.dumps(m) + "\n" for m in history)
-            self.path.write_text(lines, encoding="utf-8")
         except OSError as exc:
             raise TrainingError(f"cannot write to {self.folder}: {exc.strerror or exc}") from None
+        lines = "".join(json.dumps(m) + "\n" for m in history)
+        self._write(lines, os.O_TRUNC)
 
     def append(self, metrics: dict) -> None:
+        self._write(json.dumps(metrics) + "\n", os.O_APPEND)
+
+    def _write(self, text: str, mode: int) -> None:
+        link = TrainingError(
+            f"{self.path} is a symbolic link; netspec does not write through links",
+            hint="remove the link (or write the run to another folder)",
+        )
+        if self.path.is_symlink():
+            raise link
+        flags = os.O_WRONLY | os.O_CREAT | mode | getattr(os, "O_NOFOLLOW", 0)
         try:
-            with self.path.open("a", encoding="utf-8") as log:
-                log.write(json.dumps(metrics) + "\n")
+            fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
-            raise TrainingError(f"cannot write {self.path}: {exc.strerror}") from None
+            if exc.errno == errno.ELOOP:  # made a link between the check and the open
+                raise link from None
+            raise TrainingError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as log:
+                log.write(text)
+        except OSError as exc:
+            raise TrainingError(f"cannot write {self.path}: {exc.strerror or exc}") from None

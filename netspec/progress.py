@@ -57,7 +57,7 @@ def epoch_line(metrics: dict, epochs: int) -> str:
 
 
 def run_line(run: RunInfo) -> str:
-    """What is about to happen, in one line."""
+    """What is about to happen, and where the run's files go, in one line."""
     validation = f", {run.val_samples} for validation" if run.val_samples else ""
     resumed = (
         f", resuming {run.resumed_from} at epoch {run.start_epoch + 1}" if run.resumed_from else ""
@@ -68,9 +68,10 @@ def run_line(run: RunInfo) -> str:
         clipped = f" (batch size {run.batch_size} clipped to the {plural(size, 'training sample')})"
     samples = plural(run.train_samples, f"{run.data_name} sample")
     batches = plural(run.batches, "batch", "batches")
+    folder = f"; run folder {run.out}" if run.out is not None else ""
     return (
         f"training {run.spec_name} on {run.device}: {samples}{validation}, "
-        f"{batches} of {size}{clipped}, {plural(run.epochs, 'epoch')}{resumed}"
+        f"{batches} of {size}{clipped}, {plural(run.epochs, 'epoch')}{resumed}{folder}"
     )
 
 
@@ -199,11 +200,12 @@ def interrupt_line(result: TrainResult) -> str:
     where = f"the end of epoch {result.epochs}"
     if result.batch:
         where = f"epoch {result.epochs + 1}, batch {result.batch}"
+    what = "terminated (SIGTERM)" if result.signal == "SIGTERM" else "interrupted"
     path = result.last_checkpoint
     if path is None:
-        return f"interrupted at {where}: no checkpoint was saved"
+        return f"{what} at {where}: no checkpoint was saved"
     saved = "saved" if result.saved_on_interrupt else "the last checkpoint is"
-    return f"interrupted at {where}: {saved} {path}; resume with --resume {path}"
+    return f"{what} at {where}: {saved} {path}; resume with --resume {path}"
 
 
 def render_files(result: TrainResult, console: Console) -> None:

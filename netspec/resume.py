@@ -8,6 +8,7 @@ batches and logs the same numbers as one that was never stopped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,10 +88,33 @@ def check_same_network(checkpoint: Checkpoint, spec: Spec, net: Network, path: P
         )
     if meta.get("spec_fingerprint") != spec.fingerprint():
         return (
-            f"{path} was saved with other loss/train/data settings; "
-            "going on with the spec's current ones"
+            f"{path} was saved with other loss/train/data settings; going on with the "
+            "spec's current ones, except the learning rate, which comes from the checkpoint"
         )
     return None
+
+
+def lr_warning(
+    checkpoint: Checkpoint, asked: float, restored: float, override: float | None
+) -> str | None:
+    """What a resumed run does with a learning rate other than the one its run started at:
+    it goes on at the checkpoint's (`restored`, from the optimizer and schedule state), not
+    at the spec's or the override's (`asked`: the rate a new run would start at)."""
+    history = checkpoint.meta.get("history") or [{}]
+    started = history[0].get("lr") if isinstance(history[0], dict) else None
+    if started is None and checkpoint.epoch == 0:
+        started = restored  # still in epoch 1, where no schedule has moved the rate yet
+    if not isinstance(started, float | int) or math.isclose(started, asked, rel_tol=1e-9):
+        return None
+    if override is not None:
+        wanted = f"learning rate {asked:g} is not used"
+    else:
+        wanted = f"the spec's learning rate is {asked:g}"
+    return (
+        f"{wanted}, but the run started at {started:g}: resuming goes on at the checkpoint's "
+        f"learning rate {restored:g} (its optimizer and schedule state); start a new run to "
+        f"train at {asked:g}"
+    )
 
 
 def run_checkpoint(trainer: Trainer, elapsed: float) -> Checkpoint:

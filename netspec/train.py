@@ -42,7 +42,21 @@ from netspec.events import (
 from netspec.interrupts import DeferredInterrupts
 from netspec.metrics import MetricsLog, finite_or_none, monitors_for, plateau_metric
 from netspec.optim import compile_optimizer
-from netspec.resume import Position, check_same_network, restore_run, run_checkpoint
+from netspec.resume import (
+    Position,
+    check_same_network,
+    lr_warning,
+    restore_run,
+    run_checkpoint,
+)
+from netspec.run_folder import (
+    RunExistsError,
+    RunLock,
+    clear_run,
+    remove_if_empty,
+    remove_stale_temporaries,
+    run_files,
+)
 from netspec.run_setup import check_training_memory, prepare, train_settings
 from netspec.schedule import compile_schedule
 from netspec.wording import plural
@@ -55,7 +69,10 @@ class Trainer:
     """Trains a spec's network on its data (see the module docstring for one epoch).
 
     `out`: folder for last.npz, best.npz, metrics.jsonl and metrics.png (None: write
-    nothing). `epochs`, `batch_size`, `lr` and `seed` override the spec's `train:` section;
+    nothing). A folder that holds another run is refused (RunExistsError) unless `fit`
+    resumes from a checkpoint in it or `overwrite` is True (its run files are removed
+    first); while the trainer writes the folder it holds its lock (RunLockedError for a
+    second trainer). `epochs`, `batch_size`, `lr` and `seed` override the spec's `train:` section;
     a resumed run takes its seed and batch size from the checkpoint unless given, and
     `epochs` is the total to reach, resumed epochs included.
     """
@@ -71,18 +88,23 @@ class Trainer:
         lr: float | None = None,
         seed: int | None = None,
         callbacks: Sequence[Callback] = (),
+        overwrite: bool = False,
     ):
         self.spec = spec
         self.device = device
         self.out = Path(out) if out is not None else None
         self.overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
         self.callbacks = list(callbacks)
+        self.overwrite = overwrite
 
     def fit(self, resume: str | Path | None = None) -> TrainResult:
         """Train to the configured number of epochs (or an early stop, or Ctrl-C).
 
-        Ctrl-C (or a callback raising KeyboardInterrupt) stops at the next batch boundary,
-        saves last.npz and returns with `stopped == "interrupted"`. A NaN or infinite loss
+        Ctrl-C or SIGTERM (or a callback raising KeyboardInterrupt) stops at the next batch
+        boundary, saves last.npz and returns with `stopped == "interrupted"` (`signal` says
+        which); one before training starts raises KeyboardInterrupt (interrupts.Terminated
+        for SIGTERM). A run that is finished (all epochs, or stopped early) does nothing
+        more when resumed. A NaN or infinite loss
         raises NonFiniteLossError before that step's update, leaving checkpoints as they
         were. Other failures are NetspecErrors (DataError, CheckpointError, DeviceError...).
         """
@@ -92,6 +114,19 @@ class Trainer:
                 f"the output folder {self.out} is a file, not a folder",
                 hint="choose another folder for the run's files",
             )
+        self._interrupts = DeferredInterrupts()
+        with self._interrupts.installed():
+            created = self.out is not None and not self.out.exists()
+            lock = self._take_folder(resume)
+            try:
+                return self._fit(resume)
+            finally:
+                if lock is not None:
+                    lock.release()
+                    if created:
+                        remove_if_empty(self.out)  # type: ignore[arg-type]
+
+    def _fit(self, resume: str | Path | None) -> TrainResult:
         checkpoint = load_checkpoint(resume) if resume is not None else None
         self._build(checkpoint)
         if checkpoint is not None:
@@ -99,19 +134,52 @@ class Trainer:
         if self.metrics_log is not None:
             self.metrics_log.start(self.history)
         self._emit("on_train_start", self._run_info(resume))
+        for note in self._folder_notes:
+            self._emit("on_warning", note)
         # A diverging run overflows on its way to a NaN loss; the clean NonFiniteLossError
         # says so, NumPy's RuntimeWarnings before it would only be noise.
         with (
-            self._interrupts.installed(),
+            self._interrupts.deferring(),
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
         ):
             try:
                 stopped = self._loop()
             except KeyboardInterrupt:
                 stopped = self._interrupted()
-        result = self._result(stopped)
+            result = self._result(stopped)
         self._emit("on_train_end", result)
         return result
+
+    def _take_folder(self, resume: str | Path | None) -> RunLock | None:
+        """Lock the run folder, refuse to overwrite another run in it (unless told to),
+        and clear what dead writers left there. None when the run writes no files."""
+        self._folder_notes: list[str] = []
+        if self.out is None:
+            return None
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainingError(f"cannot create {self.out}: {exc.strerror or exc}") from None
+        lock = RunLock.acquire(self.out)
+        try:
+            takeover = lock.describe_takeover()
+            if takeover is not None:
+                self._folder_notes.append(takeover)
+            continues = resume is not None and _same_folder(Path(resume).parent, self.out)
+            found = run_files(self.out)
+            if found and not continues:
+                if not self.overwrite:
+                    raise RunExistsError(self.out, found)
+                removed = clear_run(self.out)
+                self._folder_notes.append(f"overwrote the run in {self.out} ({', '.join(removed)})")
+            stale = remove_stale_temporaries(self.out)
+            if stale:
+                names = ", ".join(p.name for p in stale)
+                self._folder_notes.append(f"removed what interrupted writes left: {names}")
+        except BaseException:
+            lock.release()
+            raise
+        return lock
 
     # -- set-up -----------------------------------------------------------------------------
     def _build(self, checkpoint: Checkpoint | None) -> None:
@@ -134,7 +202,7 @@ class Trainer:
         self.metrics_log = MetricsLog(self.out) if self.out is not None else None
         self.last_path: Path | None = None
         self.best_path: Path | None = None
-        self._interrupts = DeferredInterrupts()
+        self._start_step = 0  # the step this fit() started from (a resumed run's)
         self._consistent = True  # False while a step or an epoch's bookkeeping is half done
         self._saved_on_interrupt = False
         self._plot_skip_said = False
@@ -163,6 +231,15 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def _loop(self) -> str:
         batches = self._batches()
+        if self.early is not None and self.early.exhausted:
+            early = self.early
+            self._emit(
+                "on_warning",
+                f"nothing to do: the run stopped early after epoch {self.pos.epoch} "
+                f"({early.metric} did not improve for {plural(early.wait, 'epoch')}; raise "
+                "early_stopping.patience to train longer)",
+            )
+            return "early_stopping"
         if self.pos.epoch >= self.train.epochs:
             total = self.train.epochs
             self._emit(
@@ -284,7 +361,7 @@ class Trainer:
     def _interrupted(self) -> str:
         # A KeyboardInterrupt in the middle of a step (a second Ctrl-C) leaves half-updated
         # weights: then the checkpoints on disk are the last good state.
-        if self.out is not None and self._consistent:
+        if self.out is not None and self._consistent and self.pos.step > self._start_step:
             self.last_path = self._save("last")
             self._saved_on_interrupt = True
             if self.pos.batch == 0 and self.best_monitor.best_epoch == self.pos.epoch > 0:
@@ -311,12 +388,12 @@ class Trainer:
         warning = check_same_network(checkpoint, self.spec, self.setup.net, path)
         if warning is not None:
             self._emit("on_warning", warning)
-        if self.overrides["lr"] is not None:
-            self._emit(
-                "on_warning",
-                "the learning rate override is ignored when resuming: the optimizer state wins",
-            )
+        asked_lr = self.optimizer.lr  # what the spec (or the override) would start at
         restore_run(self, checkpoint, path, self._batches())
+        lr_note = lr_warning(checkpoint, asked_lr, self.optimizer.lr, self.overrides["lr"])
+        if lr_note is not None:
+            self._emit("on_warning", lr_note)
+        self._start_step = self.pos.step
         self.last_path = path
         if self.out is not None and (self.out / "best.npz").is_file():
             self.best_path = self.out / "best.npz"
@@ -327,6 +404,9 @@ class Trainer:
         from netspec import plot
 
         path = self.out / "metrics.png"
+        if path.is_symlink():  # as metrics.jsonl: never write through a link
+            self._emit("on_warning", f"{path} skipped: it is a symbolic link")
+            return None
         if not plot.matplotlib_available():
             if not self._plot_skip_said:
                 self._plot_skip_said = True
@@ -355,6 +435,7 @@ class Trainer:
             plot_path=self._write_plot(),
             batch=self.pos.batch,
             saved_on_interrupt=self._saved_on_interrupt,
+            signal=(self._interrupts.signal or "SIGINT") if stopped == "interrupted" else None,
         )
 
     def _emit(self, event: str, *args: Any) -> None:
@@ -365,8 +446,15 @@ class Trainer:
 
 
 def fit(spec: Spec, resume: str | Path | None = None, **options: Any) -> TrainResult:
-    """`Trainer(spec, **options).fit(resume)` in one call."""
+    """`Trainer(spec, **options).fit(resume)` in one call (e.g. `out=`, `overwrite=True`)."""
     return Trainer(spec, **options).fit(resume)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 __all__ = [

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
+import os
+import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from netspec import backend
 from netspec.checkpoint import load_checkpoint
 from netspec.cli import app
 from netspec.progress import PlainProgress, RichProgress, epoch_line, render_evaluation
+from netspec.run_folder import LOCK_NAME, RunLock
 from netspec.train import Trainer, evaluate
 from tests.test_train import TINY, tiny_spec
 
@@ -80,12 +85,112 @@ def test_train_overrides_reach_the_trainer(tmp_path):
     assert saved.meta["history"][0]["lr"] == 0.05
 
 
-def test_train_defaults_to_runs_slash_spec_name(tmp_path, monkeypatch):
+def test_train_defaults_to_a_new_version_folder_under_runs_slash_spec_name(tmp_path, monkeypatch):
+    # Adapted from test_train_defaults_to_runs_slash_spec_name: runs/<name> was one folder
+    # that every plain run overwrote; now each run gets runs/<name>/version_K (issue 9).
     spec = spec_file(tmp_path)
     monkeypatch.chdir(tmp_path)
-    result = run("train", spec, "--epochs", "1")
+    first = run("train", spec, "--epochs", "1")
+    assert first.exit_code == 0, first.output
+    version_0 = tmp_path / "runs" / "tiny" / "version_0"
+    assert (version_0 / "last.npz").is_file()
+    assert f"; run folder {Path('runs', 'tiny', 'version_0')}\n" in first.stderr
+    kept = {name: (version_0 / name).read_bytes() for name in ("best.npz", "metrics.jsonl")}
+    second = run("train", spec, "--epochs", "2")
+    assert second.exit_code == 0, second.output
+    assert f"; run folder {Path('runs', 'tiny', 'version_1')}\n" in second.stderr
+    assert load_checkpoint(tmp_path / "runs" / "tiny" / "version_1" / "last.npz").epoch == 2
+    assert kept == {name: (version_0 / name).read_bytes() for name in kept}
+
+
+def test_an_out_that_holds_a_run_needs_resume_or_overwrite(tmp_path):
+    out = tmp_path / "run"
+    spec = spec_file(tmp_path)
+    assert run("train", spec, "--out", str(out), "--epochs", "1").exit_code == 0
+    kept = (out / "best.npz").read_bytes(), (out / "metrics.jsonl").read_bytes()
+    refused = run("train", spec, "--out", str(out), "--epochs", "2")
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines() == [
+        f"error: --out {out} already holds a run (last.npz, best.npz, metrics.jsonl): "
+        f"continue it with --resume {out / 'last.npz'}, or replace it with --overwrite"
+    ]
+    assert kept == ((out / "best.npz").read_bytes(), (out / "metrics.jsonl").read_bytes())
+    replaced = run("train", spec, "--out", str(out), "--epochs", "2", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert "overwrote the run in" in replaced.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_resume_without_out_continues_in_the_checkpoint_folder(tmp_path, monkeypatch):
+    spec = spec_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert run("train", spec, "--epochs", "1").exit_code == 0
+    last = Path("runs", "tiny", "version_0", "last.npz")
+    result = run("train", spec, "--epochs", "2", "--resume", str(last))
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "runs" / "tiny" / "last.npz").is_file()
+    assert load_checkpoint(last).epoch == 2
+    assert not Path("runs", "tiny", "version_1").exists()
+
+
+def test_a_locked_run_folder_is_refused_naming_the_pid(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = RunLock.acquire(out)  # as a trainer running in another terminal
+    try:
+        result = run("train", spec_file(tmp_path), "--out", str(out))
+    finally:
+        lock.release()
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"error: {out} is in use by another trainer (pid {os.getpid()} on "
+    )
+    assert not (out / "metrics.jsonl").exists()
+
+
+def test_sigterm_saves_and_exits_143_with_one_line(tmp_path, monkeypatch):
+    def terminate(self, epoch, batch, batches, logs):
+        if batch == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(PlainProgress, "on_batch_end", terminate)
+    out = tmp_path / "run"
+    result = run("train", spec_file(tmp_path), "--out", str(out))
+    assert result.exit_code == 143, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"terminated (SIGTERM) at epoch 1, batch 3: saved {out / 'last.npz'}; "
+        f"resume with --resume {out / 'last.npz'}"
+    )
+    assert load_checkpoint(out / "last.npz").meta["batch"] == 3  # the batch after it, whole
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_ctrl_c_while_scikit_learn_imports_is_an_interrupt(tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def interrupted_import(name, *args, **kwargs):
+        if name.startswith("sklearn"):  # as pybind11 reports a Ctrl-C during its init
+            raise ImportError("initialization failed") from KeyboardInterrupt()
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    digits = "data: {source: digits, validation_split: 0.2}"
+    spec = spec_file(
+        tmp_path,
+        **{
+            "data: {source: synthetic, samples: 90, validation_split: 0.2}": digits,
+            "input: {shape: [1, 6, 6]}": "input: {shape: [1, 8, 8]}",
+            "in_features: 36": "in_features: 64",
+            "out_features: 3": "out_features: 10",
+        },
+    )
+    result = run("train", spec, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 130, result.output
+    assert "scikit-learn" not in result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        "interrupted before training started: nothing was saved"
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_continues_to_the_requested_epoch(tmp_path):

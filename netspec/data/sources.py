@@ -43,12 +43,28 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits  # heavy: only when training needs it
     except ImportError as error:
+        interrupt = _interrupt_behind(error)
+        if interrupt is not None:  # Ctrl-C inside an extension's init comes out as this
+            raise interrupt from None
         raise DataError(
             f"the digits dataset needs scikit-learn, which cannot be imported ({error})",
             hint="pip install scikit-learn",
         ) from None
     x, y = load_digits(return_X_y=True)  # (1797, 64) floats 0..16, (1797,) ints 0..9
     return x, y
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that caused `error`, if one did (pybind11 and Cython modules
+    turn one raised during their import into ImportError("initialization failed"))."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def synthesize(
