@@ -204,3 +204,59 @@ def test_a_kill_between_checkpoint_writes_never_leaves_best_older_than_last_reco
         best_epoch = last.meta["monitors"]["best"]["best_epoch"]
         if best_epoch:
             assert load_checkpoint(out / "best.npz").epoch >= best_epoch, limit
+
+
+def _header_bytes(data: bytes, path) -> list[int]:
+    """Offsets of every zip local header, central directory entry, the end record and every
+    npy header of the archive."""
+    offsets: set[int] = set()
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        directory = archive.start_dir
+    for info in infos:
+        local = 30 + len(info.filename)
+        npy = 10 + int.from_bytes(
+            data[info.header_offset + local + 8 : info.header_offset + local + 10], "little"
+        )
+        offsets.update(range(info.header_offset, info.header_offset + local + npy))
+    offsets.update(range(directory, len(data)))  # central directory and end record
+    return sorted(offsets)
+
+
+def _same(a: ckpt.Checkpoint, b: ckpt.Checkpoint) -> bool:
+    for part in ("state", "optimizer", "schedule"):
+        left, right = getattr(a, part), getattr(b, part)
+        if left.keys() != right.keys():
+            return False
+        for key in left:
+            x, y = left[key], right[key]
+            if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+                return False
+    return a.meta == b.meta
+
+
+def test_every_header_bit_flip_is_refused_or_harmless(tmp_path):
+    path = save_checkpoint(tmp_path / "c.npz", sample())
+    data = path.read_bytes()
+    original = load_checkpoint(path)
+    headers = _header_bytes(data, path)
+    rng = np.random.default_rng(0)
+    others = sorted(set(range(len(data))) - set(headers))
+    sampled = [int(i) for i in rng.choice(others, size=min(300, len(others)), replace=False)]
+    flips = [(i, i % 8) for i in headers] + [(i, int(rng.integers(8))) for i in sampled]
+    flipped = tmp_path / "f.npz"
+    refused = harmless = 0
+    for offset, bit in flips:
+        damaged = bytearray(data)
+        damaged[offset] ^= 1 << bit
+        flipped.write_bytes(bytes(damaged))
+        try:
+            loaded = load_checkpoint(flipped)
+        except CheckpointError as exc:
+            assert "\n" not in str(exc)
+            refused += 1
+            continue
+        assert _same(loaded, original), (offset, bit)  # never silently other weights
+        harmless += 1
+    print(f"bit flips: {len(flips)} tried, {refused} refused, {harmless} harmless")
+    assert refused + harmless == len(flips) and refused > len(flips) // 2
