@@ -42,7 +42,7 @@ def evaluate(
 
     get_xp(device)
     path = Path(weights)
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, spec)  # names and shapes checked before any data
     meta, train = checkpoint.meta, spec.train or TrainSpec()
     setup = prepare(spec, device, meta_int(meta, "seed", train.seed))
     warning = check_fits(checkpoint, setup.net, path)

@@ -127,7 +127,7 @@ class Trainer:
                         remove_if_empty(self.out)  # type: ignore[arg-type]
 
     def _fit(self, resume: str | Path | None) -> TrainResult:
-        checkpoint = load_checkpoint(resume) if resume is not None else None
+        checkpoint = load_checkpoint(resume, self.spec) if resume is not None else None
         self._build(checkpoint)
         if checkpoint is not None:
             self._restore(checkpoint, Path(resume))  # type: ignore[arg-type]
@@ -362,10 +362,12 @@ class Trainer:
         # A KeyboardInterrupt in the middle of a step (a second Ctrl-C) leaves half-updated
         # weights: then the checkpoints on disk are the last good state.
         if self.out is not None and self._consistent and self.pos.step > self._start_step:
-            self.last_path = self._save("last")
-            self._saved_on_interrupt = True
+            # best before last: a kill between the two never leaves best older than the
+            # best epoch last records
             if self.pos.batch == 0 and self.best_monitor.best_epoch == self.pos.epoch > 0:
                 self.best_path = self._save("best")
+            self.last_path = self._save("last")
+            self._saved_on_interrupt = True
         return "interrupted"
 
     # -- files ------------------------------------------------------------------------------
@@ -373,9 +375,9 @@ class Trainer:
         if self.metrics_log is None:
             return
         self.metrics_log.append(metrics)
-        self.last_path = self._save("last")
-        if improved:
+        if improved:  # before last.npz: see _interrupted
             self.best_path = self._save("best")
+        self.last_path = self._save("last")
 
     def _save(self, kind: str) -> Path:
         elapsed = time.perf_counter() - self._epoch_started if self.pos.batch else 0.0

@@ -24,9 +24,45 @@ from netspec.train import fit
 from tests.test_train import tiny_spec
 
 
+def run_meta(spec: netspec.Spec | None = None, **entries) -> dict:
+    """A whole run's meta (what the trainer writes), for a checkpoint at epoch 3."""
+    identity = {
+        "format": ckpt.FORMAT,
+        "format_version": ckpt.FORMAT_VERSION,
+        "netspec_version": netspec.__version__,
+        "spec_name": "sample",
+        "spec_fingerprint": "0" * 16,
+        "network_fingerprint": "1" * 16,
+    }
+    shuffle = {  # 128-bit integers: they must survive JSON
+        "bit_generator": "PCG64",
+        "state": {"state": 2**127 + 5, "inc": 2**64 + 3},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    meta = {
+        **(spec_meta(spec) if spec else identity),
+        "epoch": 3,
+        "step": 42,
+        "batch": 0,
+        "seed": 1,
+        "batch_size": 16,
+        "epochs": 5,
+        "dtype": "float32",
+        "device": "cpu",
+        "rng": {"shuffle": shuffle, "forward_calls": 6},
+        "running": {"loss_sum": 0.0, "seen": 0, "correct": 0, "counted": 0, "elapsed": 0.0},
+        "monitors": {
+            "best": {"metric": "loss", "best": 0.5, "best_epoch": 3, "wait": 0},
+            "early_stopping": None,
+        },
+        "history": [{"epoch": e, "step": 14 * e, "loss": 1.5 - e / 3} for e in (1, 2, 3)],
+    }
+    meta.update(entries)
+    return meta
+
+
 def sample(spec: netspec.Spec | None = None) -> Checkpoint:
-    meta = {**(spec_meta(spec) if spec else {"format": ckpt.FORMAT, "format_version": 1})}
-    meta.update({"epoch": 3, "step": 42, "rng": {"state": 2**127 + 5}, "history": [{"loss": 0.5}]})
     return Checkpoint(
         state={
             "0.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
@@ -34,7 +70,7 @@ def sample(spec: netspec.Spec | None = None) -> Checkpoint:
         },
         optimizer={"lr": np.asarray(0.01), "step": np.asarray(42), "0.weight/exp_avg": np.ones(3)},
         schedule={"last_epoch": np.asarray(3), "last_lr": np.asarray(0.005)},
-        meta=meta,
+        meta=run_meta(spec),
     )
 
 
@@ -128,7 +164,7 @@ def _npy(path, array) -> None:
 
 
 def _meta(**entries) -> np.ndarray:
-    return np.asarray(json.dumps({"format": ckpt.FORMAT, "format_version": 1, **entries}))
+    return np.asarray(json.dumps({"format": ckpt.FORMAT, "format_version": 2, **entries}))
 
 
 @pytest.mark.parametrize(

@@ -565,3 +565,31 @@ def test_batch_edge_cases():
     assert batch_count(5, 64) == 1 and batch_count(0, 4) == 0
     with pytest.raises(DataError, match="batch_size must be positive, received 0"):
         next(iterate_batches(x, y, 0, shuffle=False, rng=rng))
+
+
+def test_npz_declaring_more_than_it_holds_is_refused_before_reading(tmp_path, monkeypatch):
+    import struct
+    import zipfile
+
+    from netspec import npz as npz_module
+
+    path = tmp_path / "d.npz"
+    with open(path, "wb") as file:
+        np.savez_compressed(file, x=np.zeros((8, 4)), y=np.zeros(8, dtype=np.int64))
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("x.npy")
+        central = archive.start_dir
+    struct.pack_into("<I", data, info.header_offset + 22, 4_000_000_000)  # local: 4 GB
+    struct.pack_into("<I", data, central + 24, 4_000_000_000)  # central entry of x.npy
+    path.write_bytes(bytes(data))
+    reads = []
+    monkeypatch.setattr(npz_module.NpzReader, "read", lambda *a: reads.append(a) or None)
+    with pytest.raises(DataError, match="cannot read npz file .*declares 4000000000 bytes"):
+        load(NpzData(path="d.npz"), input_shape=(4,), output_shape=(None, 2), spec_dir=tmp_path)
+    assert reads == []
+    with open(path, "wb") as file:
+        np.savez(file, x=np.zeros((8, 5)), y=np.zeros(8, dtype=np.int64))
+    with pytest.raises(DataError, match=r"x samples have shape \(5\)"):
+        load(NpzData(path="d.npz"), input_shape=(4,), output_shape=(None, 2), spec_dir=tmp_path)
+    assert reads == []  # the per-sample size is refused from the header alone

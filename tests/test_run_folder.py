@@ -268,37 +268,3 @@ def test_a_keyboard_interrupt_behind_an_import_error_is_an_interrupt(monkeypatch
     monkeypatch.setattr(builtins, "__import__", interrupted_import)
     with pytest.raises(KeyboardInterrupt):
         read_digits()
-
-
-# -- best.npz and last.npz -------------------------------------------------------------------
-class Killed(BaseException):
-    """As if the process died here (SIGKILL): nothing after it runs."""
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the checkpoint write-order fix (best.npz written before last.npz) of the "
-    "checkpoint-integrity workstream (issue 9); netspec/checkpoint.py is theirs",
-)
-def test_a_kill_between_last_and_best_leaves_best_not_older_than_last_records(
-    tmp_path, monkeypatch
-):
-    import netspec.train as train_module
-
-    real_save = train_module.save_checkpoint
-
-    def save_then_die(path, checkpoint):
-        if path.name == "best.npz" and checkpoint.meta["epoch"] == 2:
-            raise Killed
-        return real_save(path, checkpoint)
-
-    spec = tiny_spec(tmp_path)
-    out = tmp_path / "run"
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        fit(spec, out=out)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    (out / LOCK_NAME).unlink()  # its process is gone: in real life a stale lock
-    last = load_checkpoint(out / "last.npz")
-    best_epoch = last.meta["monitors"]["best"]["best_epoch"]
-    assert load_checkpoint(out / "best.npz").epoch == best_epoch

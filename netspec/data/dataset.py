@@ -55,7 +55,7 @@ def load_dataset(
 
     if isinstance(data_spec, NpzData) and data_spec.validation_path is not None:
         path = resolve_path(data_spec.validation_path, spec_dir)
-        x_val, y_val = read_npz(path, data_spec.x_key, data_spec.y_key)
+        x_val, y_val = read_npz(path, data_spec.x_key, data_spec.y_key, input_shape)
         x_val, y_val = conform(x_val, y_val, input_shape, targets, float_dtype, f"npz:{path}")
         x_train, y_train = x, y
     else:

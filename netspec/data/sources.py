@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 import pathlib
-import zipfile
-import zlib
 
 import numpy as np
 
 from netspec.data.base import SYNTHETIC_STREAM, DataError, Targets, seeded_rng
 from netspec.data.schemas import DigitsData, NpzData, SyntheticData
+from netspec.layers.base import format_shape
+from netspec.memory import available_memory, format_bytes
+from netspec.npz import MemberHeader, NpzDamage, NpzReader
 
 DIGITS_IMAGE = DigitsData.sample_shapes[0]  # type: ignore[index]
 _TEACHER_RANK = 32  # a low-rank teacher keeps synthetic data cheap for image-sized inputs
@@ -35,7 +36,7 @@ def read_source(
         x, y = synthesize(data_spec.samples, input_shape, targets, seed)
         return x, y, "synthetic"
     path = resolve_path(data_spec.path, spec_dir)
-    x, y = read_npz(path, data_spec.x_key, data_spec.y_key)
+    x, y = read_npz(path, data_spec.x_key, data_spec.y_key, input_shape)
     return x, y, f"npz:{path}"
 
 
@@ -95,26 +96,53 @@ def resolve_path(path: str, spec_dir: pathlib.Path | None) -> pathlib.Path:
     return resolved
 
 
-def read_npz(path: pathlib.Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+def read_npz(
+    path: pathlib.Path, x_key: str, y_key: str, input_shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of an .npz archive, read without pickle and bounded: the zip directory and
+    npy headers are checked (x's per-sample size against `input_shape`, both arrays'
+    declared bytes against the memory available) before any data is decompressed."""
     if not path.is_file():
         raise DataError(
             f"npz file not found: {path}", hint="a relative path starts at the spec's folder"
         )
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file gives one ndarray
-            raise DataError(
-                f"{path} holds a single array, not an .npz archive",
-                hint="write it with numpy.savez(path, x=..., y=...)",
-            )
-        with archive:
-            missing = [key for key in (x_key, y_key) if key not in archive.files]
+        with open(path, "rb") as file:
+            if file.read(6) == b"\x93NUMPY":
+                raise DataError(
+                    f"{path} holds a single array, not an .npz archive",
+                    hint="write it with numpy.savez(path, x=..., y=...)",
+                )
+        with NpzReader(path) as archive:
+            missing = [key for key in (x_key, y_key) if key not in archive.members]
             if missing:
-                have = ", ".join(repr(k) for k in archive.files) or "none"
+                have = ", ".join(repr(k) for k in archive.members) or "none"
                 raise DataError(
                     f"{path} has no array {missing[0]!r}; it has: {have}",
                     hint="set x_key / y_key to the names used in the file",
                 )
-            return archive[x_key], archive[y_key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            x_header, y_header = archive.header(x_key), archive.header(y_key)
+            _check_declared(path, x_header, y_header, input_shape)
+            return archive.read(x_header), archive.read(y_header)
+    except OSError as error:
         raise DataError(f"cannot read npz file {path}: {error}") from None
+    except NpzDamage as error:
+        raise DataError(f"cannot read npz file {path}: {error}") from None
+
+
+def _check_declared(
+    path: pathlib.Path, x: MemberHeader, y: MemberHeader, input_shape: tuple[int, ...] | None
+) -> None:
+    if input_shape is not None and x.shape and math.prod(x.shape[1:]) != math.prod(input_shape):
+        raise DataError(
+            f"npz:{path}: x samples have shape {format_shape(x.shape[1:])} "
+            f"({math.prod(x.shape[1:])} values) but the spec's input shape is "
+            f"{list(input_shape)} ({math.prod(input_shape)} values)",
+            hint=f"set input: {{shape: {list(x.shape[1:])}}} or reshape the data",
+        )
+    total, available = x.nbytes + y.nbytes, available_memory()
+    if available is not None and total > available:
+        raise DataError(
+            f"npz file {path} declares {format_bytes(total)} of x and y, more than the "
+            f"{format_bytes(available)} of memory available"
+        )
