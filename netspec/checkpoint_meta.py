@@ -128,7 +128,7 @@ class CheckpointMeta(_Strict):
     epoch: Count
     step: Count
     batch: Count
-    seed: Annotated[int, Strict(), Field(ge=-(2**63), le=2**64 - 1)]  # TrainSpec allows any
+    seed: Annotated[int, Strict(), Field(ge=0)]  # as TrainSpec: NumPy seeds are never negative
     batch_size: Positive
     epochs: Positive
     dtype: Literal["float32", "float64"]

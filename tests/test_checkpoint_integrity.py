@@ -69,6 +69,7 @@ def test_format_1_without_checksums_is_refused_clearly(tmp_path):
         ({"epoch": 1e400}, None),  # infinity: no JSON number, and no checksum can hold it
         ({"batch_size": 0}, "batch_size"),
         ({"seed": "x"}, "seed"),
+        ({"seed": -1}, "seed"),
         ({"step": -1}, "step"),
         (
             {
