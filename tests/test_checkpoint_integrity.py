@@ -83,7 +83,17 @@ def test_format_1_without_checksums_is_refused_clearly(tmp_path):
         ({"history": [{"epoch": 1, "step": 1, "loss": "x"}] * 3}, "history"),
         ({"extra": 1}, "extra"),
     ],
-    ids=["version-str", "epoch-inf", "batch0", "seed-str", "step-neg", "best-str", "hist", "extra"],
+    ids=[
+        "version-str",
+        "epoch-inf",
+        "batch0",
+        "seed-str",
+        "seed-neg",
+        "step-neg",
+        "best-str",
+        "hist",
+        "extra",
+    ],
 )
 def test_crafted_meta_is_refused_in_one_line(tmp_path, entries, where):
     path = save_checkpoint(tmp_path / "c.npz", sample())
