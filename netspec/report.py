@@ -61,6 +61,35 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+# rich measures and wraps every cell: 40,000 rows took 80 s. Past this many rows the table is
+# drawn in the same box characters without measuring, one line per row, never wrapped.
+PLAIN_TABLE_ROWS = 1_000
+
+
+def plain_table(table: Table, rows: list[list[str]]) -> list[str]:
+    """`table`'s columns and `rows` as lines in rich's HEAVY_HEAD box, widths from the text."""
+    headers = [str(column.header) for column in table.columns]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    right = [column.justify == "right" for column in table.columns]
+
+    def line(cells: list[str], bar: str) -> str:
+        padded = (
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
+        )
+        return bar + bar.join(f" {c} " for c in padded) + bar
+
+    def rule(left: str, fill: str, cross: str, end: str) -> str:
+        return left + cross.join(fill * (w + 2) for w in widths) + end
+
+    return [
+        rule("┏", "━", "┳", "┓"),
+        line(headers, "┃"),
+        rule("┡", "━", "╇", "┩"),
+        *(line(r, "│") for r in rows),
+        rule("└", "─", "┴", "┘"),
+    ]
+
+
 def render_report(report: ShapeReport, console: Console) -> None:
     """A torchinfo-like table and totals, computed without running anything."""
     table = Table(
@@ -73,13 +102,21 @@ def render_report(report: ShapeReport, console: Console) -> None:
     table.add_column("Output shape")
     table.add_column("Params", justify="right")
     table.add_column("MACs", justify="right")
+    rows = []
     for row in report.rows:
         cells = [row.name, row.type]
         if not report.chain:
             cells.append(", ".join(row.inputs))
         cells += [shape_text(row.output_shape), f"{row.params:,}", human_count(row.macs)]
-        table.add_row(*cells)
-    console.print(table)
+        rows.append(cells)
+    if len(rows) > PLAIN_TABLE_ROWS:
+        console.print(table.title, highlight=False, soft_wrap=True)
+        for line in plain_table(table, rows):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
+    else:
+        for cells in rows:
+            table.add_row(*cells)
+        console.print(table)
     t = report.totals
     per = "per sample" if report.batch_size is None else f"batch {report.batch_size}"
     shapes = zip(report.outputs, report.output_shapes, strict=True)

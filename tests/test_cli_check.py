@@ -239,3 +239,27 @@ def test_the_shim_never_prints_a_traceback(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"{path}:3:5: error[missing-arg]" in done.stderr
+
+
+def test_a_report_of_thousands_of_rows_is_drawn_as_rich_draws_a_small_one(monkeypatch):
+    """Past PLAIN_TABLE_ROWS the table is drawn without rich's per-cell measuring (40,000
+    rows took 80 s); it must look the same."""
+    import io
+
+    from rich.console import Console
+
+    import netspec
+    from netspec import report as report_module
+
+    spec = netspec.loads(
+        "input: {shape: [4]}\nlayers:\n  - ReLU\n  - {type: Linear, in_features: 4, out_features: 2}\n"
+    )
+
+    def drawn() -> str:
+        console = Console(file=io.StringIO(), width=200, color_system=None)
+        report_module.render_report(netspec.infer(spec), console)
+        return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines())
+
+    rich_drawn = drawn()
+    monkeypatch.setattr(report_module, "PLAIN_TABLE_ROWS", 0)
+    assert drawn() == rich_drawn
