@@ -158,15 +158,20 @@ def test_hovers_describe_what_is_under_the_cursor(server, line, word, starts, co
     assert "\\`" not in text  # backticks render as code
 
 
-def test_completing_a_new_layer_offers_layers_as_valid_text(server):
-    text = MODELINE + "input: {shape: [3, 8, 8]}\nlayers:\n  - ReLU\n  - \n"
-    uri = _uri("complete")
+def _completions(server, name: str, text: str, line: int, col: int) -> dict[str, str]:
+    """What the server would insert at (line, col) of `text`, by completion label."""
+    uri = _uri(name)
     server.open(uri, text)
     try:
-        items = server.completion(uri, 4, 4)
+        items = server.completion(uri, line, col)
     finally:
         server.close(uri)
-    inserted = {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+    return {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+
+
+def test_completing_a_new_layer_offers_layers_as_valid_text(server):
+    text = MODELINE + "input: {shape: [3, 8, 8]}\nlayers:\n  - ReLU\n  - \n"
+    inserted = _completions(server, "complete", text, 4, 4)
     assert sorted(inserted) == sorted(LAYER_NAMES)  # no argument names of other layers
     assert inserted["ReLU"] == "ReLU"
     assert inserted["Linear"] == "Linear: {in_features: ${1}, out_features: ${2}}"
@@ -174,13 +179,7 @@ def test_completing_a_new_layer_offers_layers_as_valid_text(server):
 
 def test_completing_an_argument_inserts_a_value_netspec_accepts(server):
     text = MODELINE + "input: {shape: [3, 8, 8]}\nlayers:\n  - Linear:\n      \n"
-    uri = _uri("argument")
-    server.open(uri, text)
-    try:
-        items = server.completion(uri, 4, 6)
-    finally:
-        server.close(uri)
-    inserted = {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+    inserted = _completions(server, "argument", text, 4, 6)
     assert inserted["out_features"] == "out_features: 1"
     assert {"bias", "in_features", "out_features"} <= set(inserted)
     assert "kernel_size" not in inserted
@@ -188,13 +187,7 @@ def test_completing_an_argument_inserts_a_value_netspec_accepts(server):
 
 def test_completing_a_schedule_inserts_a_mapping_value_not_a_second_key(server):
     text = MODELINE + "input: {shape: [4]}\nlayers: [ReLU]\ntrain:\n  lr_schedule: \n"
-    uri = _uri("schedule")
-    server.open(uri, text)
-    try:
-        items = server.completion(uri, 5, 15)
-    finally:
-        server.close(uri)
-    inserted = {i["label"]: i.get("insertText") or i["textEdit"]["newText"] for i in items}
+    inserted = _completions(server, "schedule", text, 5, 15)
     assert (
         inserted["StepLR"] == "{StepLR: {step_size: ${1}}}"
     )  # `lr_schedule: StepLR: ...` is no YAML
