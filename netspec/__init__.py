@@ -13,35 +13,35 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from netspec.diagnostics import Diagnostic, InputError, NetspecError, SpecError
+from netspec.errors import Diagnostic, InputError, NetspecError, SpecError
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Spec": "netspec.spec",
-    "load": "netspec.spec",
-    "loads": "netspec.spec",
-    "ShapeReport": "netspec.graph",
-    "infer": "netspec.graph",
+    "Spec": "netspec.frontend.load",
+    "load": "netspec.frontend.load",
+    "loads": "netspec.frontend.load",
+    "ShapeReport": "netspec.frontend.shape_report",
+    "infer": "netspec.frontend.shape_report",
     "Network": "netspec.network",
     "compile": "netspec.network",
     "compile_loss": "netspec.losses",
     "compile_optimizer": "netspec.optim",
-    "DeviceError": "netspec.backend",
-    "Trainer": "netspec.train",
-    "fit": "netspec.train",
-    "evaluate": "netspec.evaluation",
+    "DeviceError": "netspec.ops.backend",
+    "Trainer": "netspec.training.trainer",
+    "fit": "netspec.training.trainer",
+    "evaluate": "netspec.training.evaluation",
 }
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports lazily
-    from netspec.backend import DeviceError  # noqa: F401
-    from netspec.evaluation import evaluate  # noqa: F401
-    from netspec.graph import ShapeReport, infer  # noqa: F401
+    from netspec.frontend.load import Spec, load, loads  # noqa: F401
+    from netspec.frontend.shape_report import ShapeReport, infer  # noqa: F401
     from netspec.losses import compile_loss  # noqa: F401
     from netspec.network import Network, compile  # noqa: F401
+    from netspec.ops.backend import DeviceError  # noqa: F401
     from netspec.optim import compile_optimizer  # noqa: F401
-    from netspec.spec import Spec, load, loads  # noqa: F401
-    from netspec.train import Trainer, fit  # noqa: F401
+    from netspec.training.evaluation import evaluate  # noqa: F401
+    from netspec.training.trainer import Trainer, fit  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

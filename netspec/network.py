@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.backend import array_module, get_xp, resolve_dtype, to_numpy
-from netspec.diagnostics import InputError, NetspecError
-from netspec.graph import INPUT, Graph, build_graph
-from netspec.layers.base import Context, ParamView, format_shape
+from netspec.errors import InputError, NetspecError
+from netspec.frontend.graph import INPUT, Graph, build_graph
+from netspec.layers.base import Context, ParamView
+from netspec.ops.backend import array_module, get_xp, resolve_dtype, to_numpy
+from netspec.types import format_shape
 
 if TYPE_CHECKING:
-    from netspec.spec import Spec
+    from netspec.frontend.spec import Spec
 
 
 class _CallContext(Context):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import netspec
-from netspec import checkpoint as ckpt
-from netspec.checkpoint import (
+from netspec.training import atomic
+from netspec.training import checkpoint as ckpt
+from netspec.training.checkpoint import (
     Checkpoint,
     CheckpointError,
     check_fits,
@@ -20,7 +21,7 @@ from netspec.checkpoint import (
     save_checkpoint,
     spec_meta,
 )
-from netspec.train import fit
+from netspec.training.trainer import fit
 from tests.test_train import tiny_spec
 
 
@@ -139,7 +140,7 @@ def test_write_renames_a_temporary_from_the_same_folder(tmp_path, monkeypatch):
         renames.append((src, dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", spy)
+    monkeypatch.setattr(atomic.os, "replace", spy)
     path = save_checkpoint(tmp_path / "best.npz", sample())
     ((source, target),) = renames
     assert source.parent == path.parent and source != path and target == path

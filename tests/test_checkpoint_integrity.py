@@ -12,9 +12,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from netspec import checkpoint as ckpt
-from netspec.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from netspec.checkpoint_meta import meta_checksum
+from netspec.training import checkpoint as ckpt
+from netspec.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from netspec.training.checkpoint_meta import meta_checksum
 from tests.test_checkpoint import run_meta, sample
 
 
@@ -187,7 +187,7 @@ class _Killed(BaseException):
 def test_a_kill_between_checkpoint_writes_never_leaves_best_older_than_last_records(
     tmp_path, monkeypatch
 ):
-    from netspec import train as train_module
+    from netspec.training import trainer as train_module
     from tests.test_train import tiny_spec
 
     spec = tiny_spec(tmp_path)

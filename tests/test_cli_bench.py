@@ -8,8 +8,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from netspec import backend
 from netspec.cli import app
+from netspec.ops import backend
 
 runner = CliRunner()
 

@@ -13,8 +13,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from netspec.cli import app
-from netspec.diagnostics import Diagnostic
-from netspec.report import render_diagnostics
+from netspec.cli.render import render_diagnostics
+from netspec.errors import Diagnostic
 
 ROOT = Path(__file__).resolve().parent.parent
 LENET = str(ROOT / "specs" / "lenet5.yaml")
@@ -249,7 +249,7 @@ def test_a_report_of_thousands_of_rows_is_drawn_as_rich_draws_a_small_one(monkey
     from rich.console import Console
 
     import netspec
-    from netspec import report as report_module
+    from netspec.cli import render as report_module
 
     spec = netspec.loads(
         "input: {shape: [4]}\nlayers:\n  - ReLU\n  - {type: Linear, in_features: 4, out_features: 2}\n"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import netspec
 from netspec.cli import app
-from netspec.progress import run_line
+from netspec.cli.progress import run_line
 from tests.test_cli_train import no_cupy as no_cupy  # a fixture
 from tests.test_cli_train import run, spec_file
 
@@ -57,7 +57,7 @@ def test_schema_check_on_a_missing_file_says_missing(tmp_path):
 
 
 def run_info(**fields):
-    from netspec.events import RunInfo
+    from netspec.training.events import RunInfo
 
     values = dict(
         spec_name="tiny",
@@ -111,8 +111,8 @@ def test_nothing_to_do_warning_counts_epochs(tmp_path):
 
 
 def test_without_matplotlib_the_skipped_plot_is_said_once(tmp_path, monkeypatch):
-    monkeypatch.setattr("netspec.plot.matplotlib_available", lambda: False)
-    monkeypatch.setattr("netspec.plot.save_plot", lambda *args, **kwargs: None)
+    monkeypatch.setattr("netspec.cli.plot.matplotlib_available", lambda: False)
+    monkeypatch.setattr("netspec.cli.plot.save_plot", lambda *args, **kwargs: None)
     out = tmp_path / "run"
     result = run("train", spec_file(tmp_path), "--out", str(out), "--epochs", "2")
     assert result.exit_code == 0, result.output
@@ -149,7 +149,7 @@ class FakeCupy:
 
 
 def test_cuda_index_makes_that_gpu_current(monkeypatch):
-    from netspec import backend
+    from netspec.ops import backend
 
     fake = FakeCupy(count=2)
     monkeypatch.setattr(backend, "_cupy", fake)
@@ -169,7 +169,7 @@ def test_a_malformed_cuda_index_is_one_line(tmp_path, device):
 
 
 def test_cuda_without_cupy_says_the_readme_install_line(tmp_path, no_cupy):
-    from netspec.backend import CUPY_MISSING
+    from netspec.ops.backend import CUPY_MISSING
 
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert 'pip install -e ".[cuda]"' in readme and 'pip install -e ".[cuda]"' in CUPY_MISSING
@@ -180,7 +180,7 @@ def test_cuda_without_cupy_says_the_readme_install_line(tmp_path, no_cupy):
 
 
 def test_the_trainer_refuses_a_file_as_its_folder(tmp_path):
-    from netspec.train import Trainer, TrainingError
+    from netspec.training.trainer import Trainer, TrainingError
     from tests.test_train import tiny_spec
 
     existing = tmp_path / "run"
@@ -192,7 +192,7 @@ def test_the_trainer_refuses_a_file_as_its_folder(tmp_path):
 def test_a_divergent_run_ends_in_the_clean_message_without_numpy_warnings(tmp_path):
     import warnings
 
-    from netspec.train import NonFiniteLossError, Trainer
+    from netspec.training.trainer import NonFiniteLossError, Trainer
     from tests.test_train import tiny_spec
 
     spec = tiny_spec(tmp_path, **{"{Adam: {lr: 0.01}}": "{SGD: {lr: 1.0e+30}}"})
@@ -212,8 +212,8 @@ def test_running_out_of_memory_anyway_is_one_line(tmp_path, monkeypatch, command
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr("netspec.train.Trainer.fit", exhausted)
-    monkeypatch.setattr("netspec.bench.bench", exhausted)
+    monkeypatch.setattr("netspec.training.trainer.Trainer.fit", exhausted)
+    monkeypatch.setattr("netspec.training.bench.bench", exhausted)
     option = ["-o", str(tmp_path / "run")] if command == "train" else ["-r", "1"]
     result = run(command, spec_file(tmp_path), *option)
     assert result.exit_code == 1

@@ -15,12 +15,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from netspec import backend
-from netspec.checkpoint import load_checkpoint
 from netspec.cli import app
-from netspec.progress import PlainProgress, RichProgress, epoch_line, render_evaluation
-from netspec.run_folder import LOCK_NAME, RunLock
-from netspec.train import Trainer, evaluate
+from netspec.cli.progress import PlainProgress, RichProgress, epoch_line, render_evaluation
+from netspec.ops import backend
+from netspec.training.checkpoint import load_checkpoint
+from netspec.training.run_folder import LOCK_NAME, RunLock
+from netspec.training.trainer import Trainer, evaluate
 from tests.test_train import TINY, tiny_spec
 
 runner = CliRunner()
@@ -235,7 +235,7 @@ def test_ctrl_c_saves_and_exits_130_with_one_line(tmp_path, monkeypatch):
 
 
 def test_nan_loss_is_one_error_line_with_hint(tmp_path, monkeypatch):
-    monkeypatch.setattr("netspec.train.loss_value", lambda value: float("nan"))
+    monkeypatch.setattr("netspec.training.trainer.loss_value", lambda value: float("nan"))
     result = run("train", spec_file(tmp_path), "--out", str(tmp_path / "run"))
     assert result.exit_code == 1
     assert "error: the loss became nan at epoch 1, step 1 (batch 1 of 5)" in result.stderr
@@ -337,8 +337,8 @@ def test_epoch_line_and_evaluation_rendering(tmp_path):
 
 
 def test_main_prints_error_text_with_brackets_as_is(monkeypatch, capsys):
-    from netspec import cli
-    from netspec.diagnostics import NetspecError
+    from netspec.cli import commands as cli
+    from netspec.errors import NetspecError
 
     def broken_app() -> None:
         raise NetspecError("pip install 'netspec[cuda]' for [bold]GPUs[/bold]")

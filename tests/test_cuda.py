@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import netspec
-from netspec.backend import cuda_available, to_numpy
+from netspec.ops.backend import cuda_available, to_numpy
 
 pytestmark = [
     pytest.mark.cuda,

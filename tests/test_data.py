@@ -24,7 +24,7 @@ from netspec.data import (
     iterate_batches,
     load_dataset,
 )
-from netspec.diagnostics import NetspecError
+from netspec.errors import NetspecError
 
 CE, MSE, L1 = "CrossEntropyLoss", "MSELoss", "L1Loss"
 DATA = TypeAdapter(AnyData)
@@ -571,7 +571,7 @@ def test_npz_declaring_more_than_it_holds_is_refused_before_reading(tmp_path, mo
     import struct
     import zipfile
 
-    from netspec import npz as npz_module
+    from netspec.data import npz_reader as npz_module
 
     path = tmp_path / "d.npz"
     with open(path, "wb") as file:

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from netspec.checkpoint import load_checkpoint
-from netspec.run_folder import LOCK_NAME
-from netspec.train import fit
+from netspec.training.checkpoint import load_checkpoint
+from netspec.training.run_folder import LOCK_NAME
+from netspec.training.trainer import fit
 from tests.test_train import TINY, assert_same_checkpoint, tiny_spec, without_time
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import netspec
-from netspec.diagnostics import Diagnostic
-from netspec.graph import Row, Totals
+from netspec.errors import Diagnostic
+from netspec.frontend.shape_report import Row, Totals
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 HEAD = "input: {shape: [3, 8, 8]}\nlayers:\n"

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netspec
-from netspec.bench import bench
-from netspec.graph import build_graph, infer_shapes
-from netspec.memory import training_memory
-from netspec.source import parse
+from netspec.frontend.graph import build_graph, infer_shapes
+from netspec.frontend.source import parse
+from netspec.frontend.training_memory import training_memory
+from netspec.training.bench import bench
 
 BIG = 2**63 - 1  # the largest int64: PyTorch keeps every int argument in one
 

@@ -10,7 +10,7 @@ import pytest
 from netspec.layers import LAYERS
 from netspec.losses import LOSSES
 from netspec.optim import OPTIMIZERS
-from netspec.schedule import SCHEDULES
+from netspec.optim.lr_scheduler import SCHEDULES
 
 torch = pytest.importorskip("torch")
 

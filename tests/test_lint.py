@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import netspec
-from netspec.diagnostics import Diagnostic
+from netspec.errors import Diagnostic
 
 
 def warnings(text: str) -> list[Diagnostic]:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from netspec.diagnostics import InputError, NetspecError
-from netspec.layers.base import ArgError, Context, ShapeError
+from netspec.errors import ArgError, InputError, NetspecError
+from netspec.layers.base import Context
 from netspec.losses import (
     LOSS_TYPES,
     LOSSES,
@@ -22,6 +22,7 @@ from netspec.losses import (
     MSELoss,
     compile_loss,
 )
+from netspec.types import ShapeError
 from tests.harness import numerical_grad
 
 REDUCTIONS = ("none", "mean", "sum")

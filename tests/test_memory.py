@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import netspec
-from netspec.graph import build_graph, infer_shapes
-from netspec.memory import available_memory, format_bytes, training_memory
-from netspec.train import Trainer, TrainingError
+from netspec.frontend.graph import build_graph, infer_shapes
+from netspec.frontend.training_memory import training_memory
+from netspec.memory import available_memory, format_bytes
+from netspec.training.trainer import Trainer, TrainingError
 from tests.test_cli_train import run, spec_file
 
 SMALL = """
@@ -92,8 +93,8 @@ def test_train_refuses_before_allocating_anything(tmp_path, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("allocated")
 
-    monkeypatch.setattr("netspec.run_setup.prepare", never)
-    monkeypatch.setattr("netspec.train.prepare", never)
+    monkeypatch.setattr("netspec.training.setup.prepare", never)
+    monkeypatch.setattr("netspec.training.trainer.prepare", never)
     spec = netspec.load(spec_file(tmp_path, BIG))
     with pytest.raises(TrainingError, match=r"^training small needs about .* available on cpu$"):
         Trainer(spec).fit()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import netspec
-from netspec.backend import to_numpy
-from netspec.diagnostics import InputError
+from netspec.errors import InputError
 from netspec.network import StateDictError
+from netspec.ops.backend import to_numpy
 
 SPECS = sorted(glob.glob("specs/*.yaml"))
 BATCH = 3

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import netspec
-from netspec.diagnostics import InputError
+from netspec.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from netspec.backend import cuda_available, get_xp, to_numpy
-from netspec.diagnostics import InputError, NetspecError
+from netspec.errors import InputError, NetspecError
+from netspec.ops.backend import cuda_available, get_xp, to_numpy
 from netspec.optim import (
     OPTIMIZER_TYPES,
     OPTIMIZERS,

@@ -12,16 +12,16 @@ import sys
 
 import pytest
 
-from netspec.checkpoint import load_checkpoint
 from netspec.data.sources import read_digits
-from netspec.run_folder import (
+from netspec.training.checkpoint import load_checkpoint
+from netspec.training.run_folder import (
     LOCK_NAME,
     RunExistsError,
     RunLock,
     RunLockedError,
     new_version_folder,
 )
-from netspec.train import Callback, TrainingError, fit
+from netspec.training.trainer import Callback, TrainingError, fit
 from tests.test_train import BATCHES, Recorder, tiny_spec
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
@@ -128,7 +128,7 @@ def test_a_lock_of_another_host_is_respected(tmp_path):
 
 
 def test_the_lock_is_released_when_training_fails(tmp_path, monkeypatch):
-    monkeypatch.setattr("netspec.train.loss_value", lambda value: float("nan"))
+    monkeypatch.setattr("netspec.training.trainer.loss_value", lambda value: float("nan"))
     with pytest.raises(TrainingError):
         fit(tiny_spec(tmp_path), out=tmp_path / "run")
     assert not (tmp_path / "run" / LOCK_NAME).exists()

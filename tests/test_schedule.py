@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from netspec.diagnostics import NetspecError
+from netspec.errors import NetspecError
 from netspec.optim import SGD, OptimizerStateError, compile_optimizer
-from netspec.schedule import (
+from netspec.optim.lr_scheduler import (
     SCHEDULE_TYPES,
     SCHEDULES,
     AnySchedule,

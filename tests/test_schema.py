@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 import netspec
 from netspec.cli import app
+from netspec.frontend.json_schema import SCHEMA_PATH, schema_text, spec_schema
+from netspec.frontend.source import parse
 from netspec.layers import LAYERS
 from netspec.losses import LOSSES
 from netspec.optim import OPTIMIZERS
-from netspec.schedule import SCHEDULES
-from netspec.schema import SCHEMA_PATH, schema_text, spec_schema
-from netspec.source import parse
+from netspec.optim.lr_scheduler import SCHEDULES
 from tests.spec_mistakes import BEYOND_A_SCHEMA, MISTAKES
 from tests.test_hypothesis_specs import (
     SETTINGS,

@@ -8,8 +8,8 @@ import time
 import pytest
 
 import netspec
-from netspec.diagnostics import Diagnostic
-from netspec.source import MAX_NODES, MAX_TEXT_BYTES, parse
+from netspec.errors import Diagnostic
+from netspec.frontend.source import MAX_NODES, MAX_TEXT_BYTES, parse
 
 GOOD = "input: {shape: [3, 8, 8]}\nlayers:\n  - ReLU\n"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import netspec
-from netspec.diagnostics import Diagnostic
+from netspec.errors import Diagnostic
 
 HEAD = "input: {shape: [3, 8, 8]}\nlayers:\n"
 

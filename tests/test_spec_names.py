@@ -8,8 +8,8 @@ import re
 import pytest
 
 import netspec
-from netspec.layers.base import NAME_PATTERN, name_problem
-from netspec.schema import spec_schema
+from netspec.frontend.json_schema import spec_schema
+from netspec.types import NAME_PATTERN, name_problem
 from tests.test_spec import HEAD, head, only
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import netspec
-from netspec.checkpoint import load_checkpoint
-from netspec.diagnostics import NetspecError
-from netspec.metrics import Monitor as _Monitor
-from netspec.plot import sparkline, sparklines
-from netspec.progress import interrupt_line
-from netspec.train import (
+from netspec.cli.plot import sparkline, sparklines
+from netspec.cli.progress import interrupt_line
+from netspec.errors import NetspecError
+from netspec.training.checkpoint import load_checkpoint
+from netspec.training.metrics import Monitor as _Monitor
+from netspec.training.trainer import (
     Callback,
     NonFiniteLossError,
     Trainer,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netspec.graph import INPUT, build_graph
+from netspec.frontend.graph import INPUT, build_graph
 from netspec.layers.base import Layer
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netspec.diagnostics import NetspecError
-from netspec.layers.base import Shape, format_shape
+from netspec.errors import NetspecError
+from netspec.types import Shape, format_shape
 
 CLASSIFICATION_LOSSES = frozenset({"CrossEntropyLoss"})
 REGRESSION_LOSSES = frozenset({"L1Loss", "MSELoss"})
@@ -22,11 +22,6 @@ SHUFFLE_STREAM = 3  # the trainer's epoch order
 
 class DataError(NetspecError):
     """The data does not fit the spec or cannot be read; `hint` says what to change."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from netspec.data.base import DataError, Targets
-from netspec.layers.base import format_shape
+from netspec.types import format_shape
 
 
 def conform(

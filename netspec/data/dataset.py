@@ -15,7 +15,7 @@ from netspec.data.base import SPLIT_STREAM, DataError, seeded_rng, targets_for
 from netspec.data.checks import conform
 from netspec.data.schemas import DigitsData, NpzData, SyntheticData
 from netspec.data.sources import read_npz, read_source, resolve_path
-from netspec.layers.base import Shape
+from netspec.types import Shape
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare by identity

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from netspec.layers.base import Bool, PositiveInt
+from netspec.types import Bool, PositiveInt
 
 DATA_SOURCES = ("digits", "npz", "synthetic")
 NORMALIZATIONS = ("none", "scale", "standardize")

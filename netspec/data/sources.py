@@ -10,10 +10,10 @@ import pathlib
 import numpy as np
 
 from netspec.data.base import SYNTHETIC_STREAM, DataError, Targets, seeded_rng
+from netspec.data.npz_reader import MemberHeader, NpzDamage, NpzReader
 from netspec.data.schemas import DigitsData, NpzData, SyntheticData
-from netspec.layers.base import format_shape
 from netspec.memory import available_memory, format_bytes
-from netspec.npz import MemberHeader, NpzDamage, NpzReader
+from netspec.types import format_shape
 
 DIGITS_IMAGE = DigitsData.sample_shapes[0]  # type: ignore[index]
 _TEACHER_RANK = 32  # a low-rank teacher keeps synthetic data cheap for image-sized inputs

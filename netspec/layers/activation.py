@@ -14,8 +14,10 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import field_validator
 
-from netspec.layers.base import ArgError, Bool, Float, Int, Layer, Shape, ShapeError
-from netspec.special import erf
+from netspec.errors import ArgError
+from netspec.layers.base import Layer
+from netspec.ops.special import erf
+from netspec.types import Bool, Float, Int, Shape, ShapeError
 
 _INF = math.inf
 # PyTorch's SELU constants (Klambauer et al., 2017), to the digits torch uses.

@@ -13,17 +13,16 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import model_validator
 
-from netspec.backend import array_module
-from netspec.diagnostics import InputError
-from netspec.layers.base import (
-    ArgError,
+from netspec.errors import ArgError, InputError
+from netspec.layers.base import Layer
+from netspec.ops.backend import array_module
+from netspec.types import (
     Bool,
     Bounds,
     DeviceName,
     DTypeName,
     Float,
     Int,
-    Layer,
     Shape,
     ShapeError,
     format_shape,

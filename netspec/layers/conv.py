@@ -25,8 +25,10 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import ConfigDict, field_validator, model_validator
 
-from netspec.backend import array_module
-from netspec.kernels import (
+from netspec.errors import ArgError, raise_arg_errors, raise_shape_errors
+from netspec.layers.base import Layer, kaiming_uniform_bound
+from netspec.ops.backend import array_module
+from netspec.ops.kernels import (
     Pads,
     fits_one_block,
     fold_into,
@@ -41,25 +43,20 @@ from netspec.kernels import (
     to_channels_last,
     to_layout,
 )
-from netspec.layers.base import (
-    ArgError,
+from netspec.types import (
     Bool,
     Bounds,
     DeviceName,
     DTypeName,
     Int,
     IntPair,
-    Layer,
     NonNegativeInt,
     NonNegativeIntPair,
     Shape,
     ShapeError,
     expect_rank,
     format_shape,
-    kaiming_uniform_bound,
     pair,
-    raise_arg_errors,
-    raise_shape_errors,
 )
 
 PADDING_STRINGS = ("valid", "same")

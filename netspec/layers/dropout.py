@@ -11,17 +11,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import model_validator
 
-from netspec.backend import array_module
-from netspec.layers.base import (
-    ArgError,
-    Bool,
-    Bounds,
-    Float,
-    Layer,
-    Shape,
-    ShapeError,
-    format_shape,
-)
+from netspec.errors import ArgError
+from netspec.layers.base import Layer
+from netspec.ops.backend import array_module
+from netspec.types import Bool, Bounds, Float, Shape, ShapeError, format_shape
 
 
 def scaled_mask(rng: Any, shape: tuple[int, ...], dtype: Any, p: float) -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from netspec.layers.base import Int, Layer, Shape, ShapeError, format_shape, prod
+from netspec.layers.base import Layer
+from netspec.types import Int, Shape, ShapeError, format_shape, prod
 
 
 class Flatten(Layer):

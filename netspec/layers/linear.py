@@ -6,16 +6,15 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from netspec.layers.base import (
+from netspec.layers.base import Layer, kaiming_uniform_bound
+from netspec.types import (
     Bool,
     DeviceName,
     DTypeName,
-    Layer,
     NonNegativeInt,
     Shape,
     ShapeError,
     format_shape,
-    kaiming_uniform_bound,
     prod,
 )
 

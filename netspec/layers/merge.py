@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from netspec.layers.base import Int, Layer, Shape, ShapeError, format_shape
+from netspec.layers.base import Layer
+from netspec.types import Int, Shape, ShapeError, format_shape
 
 
 def _shapes(shapes: tuple[Shape, ...]) -> str:

@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BeforeValidator, WithJsonSchema
 
-from netspec.backend import array_module
-from netspec.kernels import (
+from netspec.errors import raise_shape_errors
+from netspec.layers.base import Layer
+from netspec.ops.backend import array_module
+from netspec.ops.kernels import (
     WindowAxis,
     flat_indices,
     is_channels_last,
@@ -28,18 +30,16 @@ from netspec.kernels import (
     to_layout,
     window_sums,
 )
-from netspec.layers.base import (
+from netspec.types import (
     NOT_ZERO,
     Bool,
     Bounds,
     Int,
     IntPair,
-    Layer,
     Shape,
     ShapeError,
     format_shape,
     pair,
-    raise_shape_errors,
 )
 
 # `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`. The schema leaves

@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
-from netspec.diagnostics import InputError
-from netspec.layers.base import ArgError, Bool, Context, Float, Shape, format_shape
+from netspec.errors import ArgError, InputError
+from netspec.layers.base import Context
+from netspec.types import Bool, Float, Shape, format_shape
 
 # "elementwise_mean" is PyTorch's deprecated alias of "mean", still accepted with a warning.
 Reduction = Literal["none", "mean", "sum", "elementwise_mean"]

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backend import get_xp, resolve_dtype, to_numpy
-from netspec.diagnostics import NetspecError
+from netspec.errors import NetspecError
 from netspec.layers.base import Context
 from netspec.losses.base import Loss
+from netspec.ops.backend import get_xp, resolve_dtype, to_numpy
 
 
 class CompiledLoss:

@@ -13,18 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import model_validator
 
-from netspec.diagnostics import InputError
-from netspec.layers.base import (
-    ArgError,
-    Bounds,
-    Context,
-    Float,
-    Int,
-    Shape,
-    ShapeError,
-    format_shape,
-)
+from netspec.errors import ArgError, InputError
+from netspec.layers.base import Context
 from netspec.losses.base import FloatList, Loss, quiet_division
+from netspec.types import Bounds, Float, Int, Shape, ShapeError, format_shape
 
 
 class CrossEntropyLoss(Loss):

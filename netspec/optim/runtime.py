@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backend import array_module, to_numpy
-from netspec.diagnostics import InputError, NetspecError
+from netspec.errors import InputError, NetspecError
+from netspec.ops.backend import array_module, to_numpy
 from netspec.optim.schemas import SGD, Adam, AdamW, OptimizerSpec
 
 

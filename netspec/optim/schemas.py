@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from netspec.layers.base import ArgError, Bool, Bounds, Float
+from netspec.errors import ArgError
+from netspec.types import Bool, Bounds, Float
 
 
 def _list_to_tuple(value: Any) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from netspec.errors import ArgError
 from netspec.layers.activation import (
     GELU,
     SELU,
@@ -25,8 +26,8 @@ from netspec.layers.activation import (
     Softmax,
     Tanh,
 )
-from netspec.layers.base import ArgError, ShapeError
-from netspec.special import erf as _erf
+from netspec.ops.special import erf as _erf
+from netspec.types import ShapeError
 from tests.harness import LayerRun, gradcheck, torch_parity
 
 ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, ReLU6, GELU, SELU)

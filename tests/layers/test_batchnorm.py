@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from netspec.diagnostics import InputError
-from netspec.layers.base import Context, ParamView, ShapeError
+from netspec.errors import InputError
+from netspec.layers.base import Context, ParamView
 from netspec.layers.batchnorm import BatchNorm2d
+from netspec.types import ShapeError
 from tests.harness import LayerRun, gradcheck, torch_parity
 
 torch = pytest.importorskip("torch")

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from netspec import kernels
-from netspec.backend import cuda_available
-from netspec.layers.base import ArgError, Context, ParamView, ShapeError
+from netspec.errors import ArgError
+from netspec.layers.base import Context, ParamView
 from netspec.layers.conv import Conv2d
+from netspec.ops import kernels
+from netspec.ops.backend import cuda_available
+from netspec.types import ShapeError
 from tests.harness import LayerRun, gradcheck, torch_parity
 
 pytestmark = pytest.mark.filterwarnings(

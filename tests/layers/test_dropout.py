@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from netspec.layers.base import Context, ShapeError
+from netspec.layers.base import Context
 from netspec.layers.dropout import Dropout, Dropout2d
+from netspec.types import ShapeError
 from tests.harness import LayerRun, gradcheck
 
 torch = pytest.importorskip("torch")

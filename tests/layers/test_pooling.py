@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from netspec.kernels import to_layout
-from netspec.layers.base import Context, ParamView, ShapeError
+from netspec.layers.base import Context, ParamView
 from netspec.layers.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
+from netspec.ops.kernels import to_layout
+from netspec.types import ShapeError
 from tests.harness import LayerRun, gradcheck, torch_parity
 
 torch = pytest.importorskip("torch")
@@ -526,7 +527,7 @@ def test_gradient_keeps_the_memory_order_of_the_input(layer):
     ],
 )
 def test_cupy_matches_numpy(layer):
-    from netspec.backend import cuda_available
+    from netspec.ops.backend import cuda_available
 
     if not cuda_available():
         pytest.skip("needs CuPy and a GPU")

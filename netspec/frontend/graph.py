@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from netspec.diagnostics import Collector, did_you_mean
+from netspec.frontend.diagnostics import Collector, did_you_mean
 from netspec.layers import LAYER_TYPES, Flatten, Layer
-from netspec.layers.base import Shape, ShapeError, format_shape, prod
+from netspec.types import Shape, ShapeError
 
 if TYPE_CHECKING:
-    from netspec.spec import Spec
+    from netspec.frontend.spec import Spec
 
 INPUT = "input"
 
@@ -276,117 +276,7 @@ def analyse(spec: Spec, collector: Collector, batch: int | None = None) -> Graph
     """Graph, shapes and lints for a spec; problems go to `collector`."""
     graph = build_graph(spec, collector)
     infer_shapes(spec, graph, collector, batch)
-    from netspec.lint import lint
+    from netspec.frontend.lint import lint
 
     lint(spec, graph, collector)
     return graph
-
-
-# -- the report ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
-    """One layer of the shape report, as torchinfo would show it."""
-
-    name: str
-    type: str
-    inputs: list[str]
-    input_shapes: list[Shape]
-    output_shape: Shape
-    params: int
-    trainable_params: int
-    macs: int
-
-
-@dataclass(frozen=True)
-class Totals:
-    params: int
-    trainable_params: int
-    macs: int
-    param_bytes: int
-    activation_bytes: int
-
-
-@dataclass(frozen=True)
-class ShapeReport:
-    """Every layer's shapes, parameter counts and MACs, computed without running anything.
-
-    With a symbolic batch (`batch_size=None`) shapes show `None` for the batch, and MACs and
-    activation bytes are per sample.
-    """
-
-    name: str
-    input_shape: Shape
-    outputs: list[str]
-    output_shapes: list[Shape]
-    batch_size: int | None
-    rows: list[Row]
-    totals: Totals
-    chain: bool  # every layer reads the one before it: the report can hide `inputs`
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-
-def infer(spec: Spec, batch_size: int | None = None) -> ShapeReport:
-    """Infer every shape of `spec` for a batch size (None: symbolic). Raises SpecError."""
-    collector = spec.collector()
-    graph = build_graph(spec, collector)
-    infer_shapes(spec, graph, collector, batch_size)
-    collector.raise_if_errors()
-    return _report(spec, graph, batch_size)
-
-
-def _report(spec: Spec, graph: Graph, batch: int | None) -> ShapeReport:
-    itemsize = 8 if spec.input.dtype == "float64" else 4
-    n = batch or 1
-    rows = []
-    for node in graph.nodes:
-        in_shapes = [graph.shapes[ref] for ref in node.inputs]
-        out = graph.shapes[node.name]
-        params = sum(prod(s) or 0 for s in node.layer.parameter_shapes().values())
-        concrete_in = [_concrete(s, n) for s in in_shapes]
-        macs = node.layer.macs(concrete_in, _concrete(out, n))
-        rows.append(
-            Row(
-                node.name,
-                node.layer.type_name,
-                list(node.inputs),
-                in_shapes,
-                out,
-                params,
-                params,
-                macs,
-            )
-        )
-    params = sum(r.params for r in rows)
-    activations = sum(prod(_concrete(r.output_shape, n)) or 0 for r in rows)
-    totals = Totals(
-        params, params, sum(r.macs for r in rows), params * itemsize, activations * itemsize
-    )
-    chain = all(
-        node.inputs == ((INPUT,) if k == 0 else (graph.nodes[k - 1].name,))
-        for k, node in enumerate(graph.nodes)
-    )
-    outputs = [graph.shapes[ref] for ref in graph.outputs]
-    return ShapeReport(
-        spec.name, graph.shapes[INPUT], graph.outputs, outputs, batch, rows, totals, chain
-    )
-
-
-def _concrete(shape: Shape, batch: int) -> tuple[int, ...]:
-    return tuple(batch if d is None else d for d in shape)
-
-
-__all__ = [
-    "Graph",
-    "Node",
-    "Row",
-    "ShapeReport",
-    "Totals",
-    "analyse",
-    "build_graph",
-    "infer",
-    "format_shape",
-]

@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from netspec.diagnostics import Collector, did_you_mean
-from netspec.layers.base import ArgError, ArgErrors
-from netspec.normalize import Origin
-from netspec.source import Path
+from netspec.errors import ArgError, ArgErrors
+from netspec.frontend.diagnostics import Collector, did_you_mean
+from netspec.frontend.normalize import Origin
+from netspec.frontend.source import Path
 
 _EXPECTED = {
     "int_type": "an int",

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from netspec.layers.base import SCHEMA_BOUNDS
+from netspec.types import SCHEMA_BOUNDS
 
 SCHEMA_PATH = "schemas/netspec.schema.json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -33,11 +33,11 @@ _ARRAY_KEYWORDS = ("minItems", "maxItems")
 
 
 def spec_schema() -> dict[str, Any]:
+    from netspec.frontend.spec import Spec
     from netspec.layers import LAYERS
     from netspec.losses import LOSSES
     from netspec.optim import OPTIMIZERS
-    from netspec.schedule import SCHEDULES
-    from netspec.spec import Spec
+    from netspec.optim.lr_scheduler import SCHEDULES
 
     schema = Spec.model_json_schema()
     _merge_alternatives(schema)

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.backend import get_xp, to_numpy
-from netspec.checkpoint import check_fits, load_checkpoint
 from netspec.data import iterate_batches
-from netspec.events import EvalResult
-from netspec.run_setup import RunSetup, meta_int, prepare
+from netspec.ops.backend import get_xp, to_numpy
+from netspec.training.checkpoint import check_fits, load_checkpoint
+from netspec.training.events import EvalResult
+from netspec.training.setup import RunSetup, meta_int, prepare
 
 if TYPE_CHECKING:
-    from netspec.spec import Spec
+    from netspec.frontend.spec import Spec
 
 _UNUSED_RNG = np.random.default_rng(0)  # iterate_batches wants one even without shuffling
 
@@ -38,7 +38,7 @@ def evaluate(
     validation split the training data is used (`split` says which). The batch size
     defaults to the run's, so the loss matches the logged val_loss to the last digit.
     """
-    from netspec.spec import TrainSpec
+    from netspec.frontend.spec import TrainSpec
 
     get_xp(device)
     path = Path(weights)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.diagnostics import NetspecError
+from netspec.errors import NetspecError
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -96,6 +96,16 @@ def get_xp(device: str) -> ModuleType:
             )
         cupy.cuda.Device(index).use()
     return cupy
+
+
+def free_memory(device: str) -> int | None:
+    """Bytes free on a CUDA device; None when none is usable (the device says why later)."""
+    try:
+        if not cuda_available():
+            return None
+        return int(get_xp(device).cuda.Device().mem_info[0])
+    except Exception:  # a driver problem here is said later, by the device itself
+        return None
 
 
 # glibc's mallopt parameters (malloc.h)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspec.diagnostics import Collector, did_you_mean
-from netspec.source import Path
+from netspec.frontend.diagnostics import Collector, did_you_mean
+from netspec.frontend.source import Path
 
 GRAPH_KEYS = ("name", "inputs")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from netspec.diagnostics import Diagnostic, SpecError
+from netspec.errors import Diagnostic, SpecError
 
 Path = tuple[str | int, ...]
 

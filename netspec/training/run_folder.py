@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from netspec.events import TrainingError
+from netspec.training.events import TrainingError
 
 try:
     import fcntl

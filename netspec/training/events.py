@@ -11,16 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from netspec.diagnostics import NetspecError
+from netspec.errors import NetspecError
 
 
 class TrainingError(NetspecError):
     """Training cannot start or go on; `hint` says what to change."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 class NonFiniteLossError(TrainingError):

@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.backend import to_numpy
-from netspec.checkpoint_meta import canonical_json, meta_checksum, validate_meta
-from netspec.diagnostics import NetspecError
+from netspec.data.npz_reader import MemberHeader, NpzDamage, NpzReader, sha256_of
+from netspec.errors import NetspecError
 from netspec.memory import available_memory, format_bytes
-from netspec.npz import MemberHeader, NpzDamage, NpzReader, sha256_of
+from netspec.ops.backend import to_numpy
+from netspec.training.atomic import write_atomically
+from netspec.training.checkpoint_meta import canonical_json, meta_checksum, validate_meta
 
 if TYPE_CHECKING:
+    from netspec.frontend.spec import Spec
     from netspec.network import Network
-    from netspec.spec import Spec
 
 FORMAT = "netspec-checkpoint"
 FORMAT_VERSION = 2  # 2: __meta__ records each array's dtype, shape and sha256
@@ -50,11 +48,6 @@ SCHEDULE_PREFIX = "schedule/"
 
 class CheckpointError(NetspecError):
     """A checkpoint that cannot be read, is damaged, or does not fit the spec; `hint` helps."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass
@@ -140,23 +133,6 @@ def _record(name: str, array: np.ndarray) -> dict[str, Any]:
     if array.dtype.kind not in _NUMERIC_KINDS or array.dtype.str[1:] not in _NUMERIC_SIZES:
         raise CheckpointError(f"cannot write checkpoint entry '{name}' of dtype {array.dtype}")
     return {"dtype": array.dtype.str, "shape": list(array.shape), "sha256": sha256_of(array)}
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(file)` on a temporary file beside `path`, sync it, then rename it over
-    `path`: a reader sees the old file or the new one, never half of one."""
-    # Beside the target: os.replace is atomic only within one file system. Opened with
-    # "xb" rather than mkstemp, so the file gets the usual permissions (umask), not 0600.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # Ctrl-C while writing too: never leave the temporary behind
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path, spec: Spec | None = None) -> Checkpoint:
@@ -318,7 +294,7 @@ def _read_array(archive: NpzReader, header: MemberHeader, record: dict) -> np.nd
 
 def expected_state_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
     """The state dict's names and shapes of the spec's network, without building it."""
-    from netspec.graph import build_graph
+    from netspec.frontend.graph import build_graph
 
     collector = spec.collector()
     graph = build_graph(spec, collector)

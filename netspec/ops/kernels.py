@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backend import array_module, as_strided
+from netspec.ops.backend import array_module, as_strided
 
 Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
 

@@ -6,10 +6,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from netspec.bench import BenchResult
-from netspec.diagnostics import Diagnostic
-from netspec.graph import ShapeReport
-from netspec.layers.base import Shape, format_shape
+from netspec.errors import Diagnostic
+from netspec.frontend.shape_report import ShapeReport
+from netspec.training.bench import BenchResult
+from netspec.types import Shape, format_shape
 from netspec.wording import plural
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow"}

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.diagnostics import InputError
-from netspec.layers.base import ShapeError
+from netspec.errors import InputError
+from netspec.types import ShapeError
 
 if TYPE_CHECKING:
+    from netspec.frontend.spec import Spec
     from netspec.network import Network
-    from netspec.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _output_gradient(
     spec: Spec, net: Network, x: Any, batch_size: int, rng: np.random.Generator
 ) -> tuple[Gradient, str | None, str | None]:
     """How a step turns the outputs into gradients: (gradient, loss name, note)."""
-    from netspec.graph import infer
+    from netspec.frontend.shape_report import infer
     from netspec.losses import compile_loss
 
     shapes = infer(spec, batch_size).output_shapes

@@ -26,12 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.backend import get_xp
-from netspec.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from netspec.data import batch_count, iterate_batches
 from netspec.data.base import SHUFFLE_STREAM, seeded_rng
-from netspec.evaluation import accuracy_counts, evaluate, evaluate_arrays, first_output, loss_value
-from netspec.events import (
+from netspec.ops.backend import get_xp
+from netspec.optim import compile_optimizer
+from netspec.optim.lr_scheduler import compile_schedule
+from netspec.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from netspec.training.evaluation import (
+    accuracy_counts,
+    evaluate,
+    evaluate_arrays,
+    first_output,
+    loss_value,
+)
+from netspec.training.events import (
     Callback,
     EvalResult,
     NonFiniteLossError,
@@ -39,17 +47,9 @@ from netspec.events import (
     TrainingError,
     TrainResult,
 )
-from netspec.interrupts import DeferredInterrupts
-from netspec.metrics import MetricsLog, finite_or_none, monitors_for, plateau_metric
-from netspec.optim import compile_optimizer
-from netspec.resume import (
-    Position,
-    check_same_network,
-    lr_warning,
-    restore_run,
-    run_checkpoint,
-)
-from netspec.run_folder import (
+from netspec.training.interrupts import DeferredInterrupts
+from netspec.training.metrics import MetricsLog, finite_or_none, monitors_for, plateau_metric
+from netspec.training.run_folder import (
     RunExistsError,
     RunLock,
     clear_run,
@@ -57,12 +57,18 @@ from netspec.run_folder import (
     remove_stale_temporaries,
     run_files,
 )
-from netspec.run_setup import check_training_memory, prepare, train_settings
-from netspec.schedule import compile_schedule
+from netspec.training.setup import check_training_memory, prepare, train_settings
+from netspec.training.state import (
+    Position,
+    check_same_network,
+    lr_warning,
+    restore_run,
+    run_checkpoint,
+)
 from netspec.wording import plural
 
 if TYPE_CHECKING:
-    from netspec.spec import Spec
+    from netspec.frontend.spec import Spec
 
 
 class Trainer:
@@ -403,7 +409,7 @@ class Trainer:
     def _write_plot(self) -> Path | None:
         if self.out is None or not self.history:
             return None
-        from netspec import plot
+        from netspec.cli import plot
 
         path = self.out / "metrics.png"
         if path.is_symlink():  # as metrics.jsonl: never write through a link

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from netspec.diagnostics import Collector
+from netspec.frontend.diagnostics import Collector
 from netspec.layers import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
@@ -19,11 +19,11 @@ from netspec.layers import (
     MaxPool2d,
     Softmax,
 )
-from netspec.layers.base import ShapeError
+from netspec.types import ShapeError
 
 if TYPE_CHECKING:
-    from netspec.graph import Graph
-    from netspec.spec import Spec
+    from netspec.frontend.graph import Graph
+    from netspec.frontend.spec import Spec
 
 
 def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
@@ -189,12 +189,14 @@ def _legacy_loss_flags(spec: Spec, graph: Graph, collector: Collector) -> None:
 
 def _training_memory(spec: Spec, graph: Graph, collector: Collector) -> None:
     """Training would need more memory than the machine has (netspec/memory.py)."""
-    from netspec.memory import available_memory, format_bytes, training_memory
-    from netspec.spec import TrainSpec
+    from netspec import memory
+    from netspec.frontend.spec import TrainSpec
+    from netspec.frontend.training_memory import training_memory
+    from netspec.memory import format_bytes
 
     batch_size = (spec.train or TrainSpec()).batch_size
     estimate = training_memory(spec, graph, batch_size)
-    available = available_memory()
+    available = memory.available_memory()
     if available is None or estimate.total <= available:
         return
     largest = estimate.largest

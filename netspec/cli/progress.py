@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from netspec.events import Callback, EvalResult, RunInfo, TrainResult
+from netspec.training.events import Callback, EvalResult, RunInfo, TrainResult
 from netspec.wording import plural
 
 # (metric, header, format) of the epoch line and the final table, in order.
@@ -223,7 +223,7 @@ def render_files(result: TrainResult, console: Console) -> None:
 
 def render_sparklines(history: list[dict], console: Console) -> None:
     """The terminal stand-in for the PNG plot."""
-    from netspec.plot import sparklines
+    from netspec.cli.plot import sparklines
 
     for metric, line, first, last in sparklines(history):
         console.print(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from netspec.checkpoint import write_atomically
+from netspec.training.atomic import write_atomically
 
 MISSING_MATPLOTLIB = (
     'matplotlib is not installed: pip install -e ".[plot]" (or pip install matplotlib)'

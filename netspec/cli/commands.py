@@ -15,11 +15,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from netspec.diagnostics import Diagnostic, NetspecError, SpecError
-from netspec.source import read_text
+from netspec.errors import Diagnostic, NetspecError, SpecError
+from netspec.frontend.source import read_text
 
 if TYPE_CHECKING:
-    from netspec.events import TrainResult
+    from netspec.training.events import TrainResult
 
 app = typer.Typer(
     name="netspec",
@@ -71,14 +71,14 @@ def fail(message: str) -> typer.Exit:
 
 
 def show_diagnostics(diagnostics: list[Diagnostic], path: Path) -> None:
-    from netspec.report import render_diagnostics
+    from netspec.cli.render import render_diagnostics
 
     render_diagnostics(diagnostics, err, _source_text(path))
 
 
 def load_spec(path: Path):
     """Load a spec or exit 1 with its diagnostics; warnings are shown either way."""
-    from netspec.spec import load
+    from netspec.frontend.load import load
 
     try:
         spec = load(path)
@@ -100,8 +100,8 @@ def check(
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
 ) -> None:
     """Validate a spec, infer every shape, and print the shape report."""
-    from netspec.graph import infer
-    from netspec.spec import load
+    from netspec.frontend.load import load
+    from netspec.frontend.shape_report import infer
 
     diagnostics: list[Diagnostic] = []
     report = None
@@ -124,7 +124,7 @@ def check(
         if diagnostics:
             show_diagnostics(diagnostics, spec_path)
         if report is not None:
-            from netspec.report import render_report
+            from netspec.cli.render import render_report
 
             render_report(report, out)
     if failed:
@@ -141,7 +141,7 @@ def schema(
     ] = False,
 ) -> None:
     """Write the JSON Schema of the spec format (for editors and other tools)."""
-    from netspec.schema import schema_text
+    from netspec.frontend.json_schema import schema_text
 
     text = schema_text()
     if check_only:
@@ -218,10 +218,10 @@ def train(
     Runs never overwrite each other: without --out a run gets runs/<name>/version_K (the
     next free K); an --out that holds a run needs --resume or --overwrite.
     """
-    from netspec.interrupts import Terminated
-    from netspec.progress import progress_for
-    from netspec.run_folder import RunExistsError, remove_if_empty
-    from netspec.train import Trainer
+    from netspec.cli.progress import progress_for
+    from netspec.training.interrupts import Terminated
+    from netspec.training.run_folder import RunExistsError, remove_if_empty
+    from netspec.training.trainer import Trainer
 
     spec = load_spec(spec_path)
     folder, made = _run_folder(spec.name, out_dir, resume)
@@ -256,7 +256,7 @@ def train(
 def _run_folder(name: str, out_dir: Path | None, resume: Path | None) -> tuple[Path, list[Path]]:
     """The run's folder (--out; else the folder of the checkpoint --resume continues; else
     a new runs/<name>/version_K) and the folders made here for it, innermost first."""
-    from netspec.run_folder import new_version_folder
+    from netspec.training.run_folder import new_version_folder
 
     if out_dir is not None:
         if out_dir.exists() and not out_dir.is_dir():
@@ -279,7 +279,7 @@ def show_training(result: TrainResult) -> None:
     """The end of `netspec train`: the history table, curves and files, or the interrupt
     line and exit code 130 (Ctrl-C) or 143 (SIGTERM, as a shell reports a process it
     ended)."""
-    from netspec.progress import interrupt_line, render_files, render_history, render_sparklines
+    from netspec.cli.progress import interrupt_line, render_files, render_history, render_sparklines
 
     if result.interrupted:
         err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)
@@ -302,8 +302,8 @@ def eval_command(
     ] = None,
 ) -> None:
     """Loss, accuracy and confusion matrix of a checkpoint on the validation data."""
-    from netspec.progress import render_evaluation
-    from netspec.train import evaluate
+    from netspec.cli.progress import render_evaluation
+    from netspec.training.trainer import evaluate
 
     spec = load_spec(spec_path)
     try:
@@ -328,8 +328,8 @@ def bench_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Time training steps and each layer's forward and backward (where time goes)."""
-    from netspec.bench import bench
-    from netspec.report import render_bench
+    from netspec.cli.render import render_bench
+    from netspec.training.bench import bench
 
     spec = load_spec(spec_path)
     try:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from netspec.backend import get_xp
-from netspec.checkpoint import Checkpoint, CheckpointError
 from netspec.data import Dataset, load_dataset
-from netspec.events import TrainingError
+from netspec.ops.backend import get_xp
+from netspec.training.checkpoint import Checkpoint, CheckpointError
+from netspec.training.events import TrainingError
 
 if TYPE_CHECKING:
+    from netspec.frontend.spec import Spec, TrainSpec
     from netspec.losses import CompiledLoss
     from netspec.network import Network
-    from netspec.spec import Spec, TrainSpec
 
 
 @dataclass
@@ -37,7 +37,7 @@ class RunSetup:
 
 def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
     """Device, data, network and loss for a spec; every failure is a NetspecError."""
-    from netspec.graph import infer
+    from netspec.frontend.shape_report import infer
     from netspec.losses import compile_loss
     from netspec.network import compile
 
@@ -73,8 +73,11 @@ def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
 def check_training_memory(spec: Spec, train: TrainSpec, device: str) -> None:
     """TrainingError, before anything is allocated, when training `spec` with these
     settings would need more memory than `device` has available (netspec/memory.py)."""
-    from netspec.graph import build_graph, infer_shapes
-    from netspec.memory import available_memory, format_bytes, training_memory
+    from netspec import memory
+    from netspec.frontend.graph import build_graph, infer_shapes
+    from netspec.frontend.training_memory import training_memory
+    from netspec.memory import format_bytes
+    from netspec.ops.backend import free_memory
 
     collector = spec.collector()
     graph = build_graph(spec, collector)
@@ -90,7 +93,7 @@ def check_training_memory(spec: Spec, train: TrainSpec, device: str) -> None:
         ]
     )
     for needed, where in needs:
-        available = available_memory(where)
+        available = memory.available_memory() if where == "cpu" else free_memory(where)
         if available is not None and needed > available:
             raise TrainingError(
                 f"training {spec.name} needs {estimate.describe()}, more than the "
@@ -105,7 +108,7 @@ def train_settings(spec: Spec, overrides: dict, checkpoint: Checkpoint | None) -
     """The spec's `train:` section with the overrides (epochs, batch_size, lr, seed; None:
     not given) applied. A resumed run takes its seed and batch size from the checkpoint
     unless given; a given one that would change the run's data order is an error."""
-    from netspec.spec import TrainSpec
+    from netspec.frontend.spec import TrainSpec
 
     train = spec.train or TrainSpec()
     given = {k: v for k, v in overrides.items() if v is not None and k != "lr"}

@@ -15,11 +15,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.events import TrainingError
-from netspec.schedule import ReduceLROnPlateau
+from netspec.optim.lr_scheduler import ReduceLROnPlateau
+from netspec.training.events import TrainingError
 
 if TYPE_CHECKING:
-    from netspec.spec import TrainSpec
+    from netspec.frontend.spec import TrainSpec
 
 
 class Monitor:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.diagnostics import NetspecError
+from netspec.errors import NetspecError
 
 MAX_MEMBERS = 100_000
 _NPY_MAGIC = b"\x93NUMPY"

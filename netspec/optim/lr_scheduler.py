@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from netspec.backend import to_numpy
-from netspec.layers.base import NOT_ZERO, ArgError, Bounds, Float, Int
+from netspec.errors import ArgError
+from netspec.ops.backend import to_numpy
 from netspec.optim import Optimizer, OptimizerStateError
+from netspec.types import NOT_ZERO, Bounds, Float, Int
 
 
 class ScheduleSpec(BaseModel):

@@ -15,21 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.checkpoint import (
+from netspec.network import StateDictError
+from netspec.optim import OptimizerStateError
+from netspec.training.checkpoint import (
     Checkpoint,
     CheckpointError,
     check_fits,
     network_fingerprint,
     spec_meta,
 )
-from netspec.network import StateDictError
-from netspec.optim import OptimizerStateError
 
 if TYPE_CHECKING:
+    from netspec.frontend.spec import Spec
     from netspec.network import Network
-    from netspec.schedule import Scheduler
-    from netspec.spec import Spec
-    from netspec.train import Trainer
+    from netspec.optim.lr_scheduler import Scheduler
+    from netspec.training.trainer import Trainer
 
 _COUNTERS = ("seen", "correct", "counted")
 

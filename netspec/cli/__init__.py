@@ -1,0 +1,6 @@
+"""The command line: `netspec check|train|eval|bench|schema`. The one place that prints and
+exits; every NetspecError becomes one readable line and exit 1."""
+
+from netspec.cli.commands import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,110 @@
+"""The shape report: every layer's shapes, parameter counts and MACs, as torchinfo shows
+them, computed from the analysed graph without running anything."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from netspec.frontend.graph import INPUT, Graph, build_graph, infer_shapes
+from netspec.types import Shape, prod
+
+if TYPE_CHECKING:
+    from netspec.frontend.spec import Spec
+
+
+@dataclass(frozen=True)
+class Row:
+    """One layer of the shape report, as torchinfo would show it."""
+
+    name: str
+    type: str
+    inputs: list[str]
+    input_shapes: list[Shape]
+    output_shape: Shape
+    params: int
+    trainable_params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    macs: int
+    param_bytes: int
+    activation_bytes: int
+
+
+@dataclass(frozen=True)
+class ShapeReport:
+    """Every layer's shapes, parameter counts and MACs, computed without running anything.
+
+    With a symbolic batch (`batch_size=None`) shapes show `None` for the batch, and MACs and
+    activation bytes are per sample.
+    """
+
+    name: str
+    input_shape: Shape
+    outputs: list[str]
+    output_shapes: list[Shape]
+    batch_size: int | None
+    rows: list[Row]
+    totals: Totals
+    chain: bool  # every layer reads the one before it: the report can hide `inputs`
+
+    def to_dict(self) -> dict[str, Any]:
+
+        return asdict(self)
+
+
+def infer(spec: Spec, batch_size: int | None = None) -> ShapeReport:
+    """Infer every shape of `spec` for a batch size (None: symbolic). Raises SpecError."""
+    collector = spec.collector()
+    graph = build_graph(spec, collector)
+    infer_shapes(spec, graph, collector, batch_size)
+    collector.raise_if_errors()
+    return _report(spec, graph, batch_size)
+
+
+def _report(spec: Spec, graph: Graph, batch: int | None) -> ShapeReport:
+    itemsize = 8 if spec.input.dtype == "float64" else 4
+    n = batch or 1
+    rows = []
+    for node in graph.nodes:
+        in_shapes = [graph.shapes[ref] for ref in node.inputs]
+        out = graph.shapes[node.name]
+        params = sum(prod(s) or 0 for s in node.layer.parameter_shapes().values())
+        concrete_in = [_concrete(s, n) for s in in_shapes]
+        macs = node.layer.macs(concrete_in, _concrete(out, n))
+        rows.append(
+            Row(
+                node.name,
+                node.layer.type_name,
+                list(node.inputs),
+                in_shapes,
+                out,
+                params,
+                params,
+                macs,
+            )
+        )
+    params = sum(r.params for r in rows)
+    activations = sum(prod(_concrete(r.output_shape, n)) or 0 for r in rows)
+    totals = Totals(
+        params, params, sum(r.macs for r in rows), params * itemsize, activations * itemsize
+    )
+    chain = all(
+        node.inputs == ((INPUT,) if k == 0 else (graph.nodes[k - 1].name,))
+        for k, node in enumerate(graph.nodes)
+    )
+    outputs = [graph.shapes[ref] for ref in graph.outputs]
+    return ShapeReport(
+        spec.name, graph.shapes[INPUT], graph.outputs, outputs, batch, rows, totals, chain
+    )
+
+
+def _concrete(shape: Shape, batch: int) -> tuple[int, ...]:
+    return tuple(batch if d is None else d for d in shape)
+
+

@@ -1,0 +1,163 @@
+"""The spec: a validated network description (input, layers, loss, train, data).
+
+`load`/`loads` run the whole front end: parse the YAML with positions, normalise the three
+layer forms, validate every layer and section with pydantic, then build the graph and infer
+every shape. All problems are collected and raised together as one SpecError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path as FilePath
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    WithJsonSchema,
+)
+
+from netspec.data import AnyData
+from netspec.errors import ArgError, Diagnostic
+from netspec.frontend.diagnostics import Collector
+from netspec.frontend.normalize import Origin
+from netspec.frontend.source import Path, Source
+from netspec.layers import AnyLayer
+from netspec.losses import AnyLoss
+from netspec.optim import Adam, AnyOptimizer
+from netspec.optim.lr_scheduler import AnySchedule
+from netspec.types import Bool, Float, LayerRef, NonNegativeInt, PositiveInt
+
+# The model's name labels reports and run folders (`runs/<name>`): a layer name's rule plus '-'.
+SPEC_NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
+
+
+def _spec_name(value: str) -> str:
+    if re.fullmatch(SPEC_NAME_PATTERN, value):
+        return value
+    raise ArgError(
+        None,
+        f"name: expected letters, digits, '_' and '-', received {value!r}",
+        "the name labels reports and runs/<name>: write e.g. my_model or lenet-5",
+    )
+
+
+Name = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_spec_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SPEC_NAME_PATTERN,
+            "patternErrorMessage": "A model name is letters, digits, _ and - (no spaces).",
+        }
+    ),
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class InputSpec(_Section):
+    """One sample's shape, without the batch dimension: [C, H, W] for images, [F] for vectors."""
+
+    shape: Annotated[list[PositiveInt], Field(min_length=1)]
+    """Dimensions of one sample, batch left out."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Element type of the input and of the network's parameters."""
+
+
+class EarlyStopping(_Section):
+    """Stop when a monitored metric has not improved for `patience` epochs (Keras' rule)."""
+
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
+    """Metric to watch (from the metrics log)."""
+    patience: NonNegativeInt = 3
+    """Epochs without improvement before stopping."""
+    min_delta: Annotated[Float, Field(ge=0)] = 0.0
+    """Smallest change that counts as an improvement."""
+    mode: Literal["auto", "min", "max"] = "auto"
+    """Whether lower or higher is better; 'auto' takes min for losses, max for accuracies."""
+
+
+class TrainSpec(_Section):
+    """How to train: epochs, batches, optimizer, schedule, early stopping, seed."""
+
+    epochs: PositiveInt = 10
+    """Passes over the training data."""
+    batch_size: PositiveInt = 64
+    """Samples per step; the last partial batch is kept."""
+    optimizer: AnyOptimizer = Field(default_factory=Adam)
+    """SGD, Adam or AdamW with torch.optim's arguments."""
+    lr_schedule: AnySchedule | None = None
+    """A torch.optim.lr_scheduler, stepped once per epoch."""
+    early_stopping: EarlyStopping | None = None
+    """Stop early when a metric stalls."""
+    seed: NonNegativeInt = 0
+    """Seeds initialisation, shuffling and dropout (NumPy's generators take 0 or more)."""
+    shuffle: Bool = True
+    """Shuffle the training samples every epoch."""
+
+
+class Spec(_Section):
+    """A network: its input, layers (a chain or a graph), loss, training and data."""
+
+    name: Name = "model"
+    """Name of the model (used in reports and checkpoints)."""
+    input: InputSpec
+    """Shape of one input sample."""
+    layers: Annotated[list[AnyLayer], Field(min_length=1)]
+    """Layers in order; each may name its `inputs` to build a graph."""
+    outputs: Annotated[list[LayerRef], Field(min_length=1)] | None = None
+    """Layer names whose values the network returns; default: the last layer."""
+    loss: AnyLoss | None = None
+    """Loss for training and evaluation."""
+    train: TrainSpec | None = None
+    """Training settings."""
+    data: AnyData | None = None
+    """Where training and validation data come from."""
+
+    _source: Source | None = PrivateAttr(default=None)
+    _origins: dict[Path, Origin] = PrivateAttr(default_factory=dict)
+    _warnings: list[Diagnostic] = PrivateAttr(default_factory=list)
+    _raw_names: dict[int, str] = PrivateAttr(default_factory=dict)  # of layers that failed
+    _raw_types: dict[int, str] = PrivateAttr(default_factory=dict)  # same, default inputs only
+
+    @property
+    def source_name(self) -> str:
+        return self._source.name if self._source else "<spec>"
+
+    @property
+    def spec_dir(self) -> FilePath | None:
+        """Folder of the spec file: relative data paths resolve against it."""
+        if self._source is None or self._source.name.startswith("<"):
+            return None
+        return FilePath(self._source.name).resolve().parent
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        """Warnings found while loading (legal but suspect choices)."""
+        return list(self._warnings)
+
+    def layer_path(self, index: int, field: str | None = None) -> Path:
+        """Where layer `index` (or one of its arguments) was written in the source."""
+        origin = self._origins.get(("layers", index))
+        if origin is None:
+            return ("layers", index) if field is None else ("layers", index, field)
+        return origin.path(field)
+
+    def collector(self) -> Collector:
+        return Collector(self._source or Source(name="<spec>", text="", data=None))
+
+    def fingerprint(self) -> str:
+        """A hash of the validated spec (not of its formatting): checkpoints record it."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

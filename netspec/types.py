@@ -1,0 +1,146 @@
+"""Argument types, layer names and shapes: what every schema of netspec is built from.
+
+Strict types mirror PyTorch's constructor signatures (`Int`, `IntPair` for `_size_2_t`,
+...), `Bounds` copies a validator's rule into the JSON Schema, and a Shape includes the
+batch dimension, which is `None` while symbolic. Imports nothing of netspec's but errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, Strict, WithJsonSchema
+
+from netspec.errors import ShapeError
+
+Shape = tuple[int | None, ...]
+
+# -- argument types ---------------------------------------------------------------------
+# Strict: YAML `true` is not the int 1, and "3" is not 3. Floats accept ints (lr: 1).
+INT64 = Field(ge=-(2**63), le=2**63 - 1)  # PyTorch keeps every int argument in an int64_t
+Int = Annotated[int, Strict(), INT64]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+PositiveInt = Annotated[int, Strict(), INT64, Field(gt=0)]
+NonNegativeInt = Annotated[int, Strict(), INT64, Field(ge=0)]
+
+
+def _list_to_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _pair_of(item: Any) -> Any:
+    return Annotated[tuple[item, item], BeforeValidator(_list_to_tuple)]
+
+
+# The editor's copy of a rule that a validator enforces in PyTorch's words: JSON Schema
+# keywords that schema.py applies to every number (`minimum`, `not`, ...) or list (`maxItems`)
+# inside the field, both entries of a pair included. Validation never reads them.
+SCHEMA_BOUNDS = "x-netspec-bounds"
+
+
+def Bounds(**keywords: Any) -> Any:  # noqa: N802 - used like pydantic's Field
+    """`kernel_size: Annotated[IntPair, Bounds(minimum=1)]`: see SCHEMA_BOUNDS."""
+    return Field(json_schema_extra={SCHEMA_BOUNDS: keywords})
+
+
+NOT_ZERO = {"if": {"const": 0}, "then": {"enum": [], "errorMessage": "Must not be 0."}}
+
+# `int or (int, int)`, as PyTorch's `_size_2_t`; a YAML list stands for the tuple.
+IntPair = Int | _pair_of(Int)
+NonNegativeIntPair = NonNegativeInt | _pair_of(NonNegativeInt)
+DeviceName = Annotated[str, Strict()]
+
+# -- names ----------------------------------------------------------------------------------
+# A layer name is one segment; nesting will join segments with dots (`layer1.0.conv1`), and
+# then NAME alone changes: rf"{NAME_SEGMENT}(\.{NAME_SEGMENT})*".
+NAME_SEGMENT = r"[A-Za-z0-9_]+"
+NAME = NAME_SEGMENT
+NAME_PATTERN = rf"^{NAME}$"
+REF_PATTERN = rf"^{NAME}(\.indices)?$"  # what `inputs` and `outputs` may name
+_QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
+
+
+def name_problem(name: str) -> tuple[str, str | None] | None:
+    """Why `name` cannot name a layer, as (message, hint); None when it can."""
+    if re.fullmatch(NAME_PATTERN, name):
+        return None
+    if all(re.fullmatch(NAME_SEGMENT, part) for part in name.split(".")):
+        return f"'{name}' cannot name a layer: names cannot contain '.'", None  # graph's words
+    message = f"name: expected letters, digits and '_', received {name!r}"
+    if not name.strip():
+        return message, "write a name such as conv1, or leave `name` out (default: the index)"
+    if any(q in name for q in _QUOTES):
+        return message, "typographic quotes are part of the name here: write plain ' or \""
+    bad = sorted({c for c in name if not re.fullmatch(NAME_SEGMENT, c)})
+    shown = ", ".join(repr(c) for c in bad)
+    return message, f"{shown} cannot appear in a name: use '_' instead"
+
+
+LayerName = Annotated[
+    str,
+    Strict(),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "patternErrorMessage": "A layer name is letters, digits and _ (no dots or spaces).",
+        }
+    ),
+]
+
+
+def _index_to_name(value: Any) -> Any:
+    # Layers are named by their index by default, and YAML reads `[0, 3]` as ints.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+LayerRef = Annotated[
+    str,
+    Strict(),
+    BeforeValidator(_index_to_name),
+    WithJsonSchema(
+        {
+            "type": ["string", "integer"],
+            "pattern": REF_PATTERN,
+            "patternErrorMessage": "A layer name, input, or NAME.indices.",
+            "minimum": 0,
+        }
+    ),
+]
+"""A layer name, `input`, or `NAME.indices`; a bare index means that layer's default name."""
+DTypeName = Literal["float16", "bfloat16", "float32", "float64"]
+
+
+def pair(value: int | Sequence[int]) -> tuple[int, int]:
+    """Normalise an `int | (int, int)` argument to a pair (Keras' standardize_tuple)."""
+    if isinstance(value, int):
+        return (value, value)
+    first, second = value
+    return (first, second)
+
+
+def prod(dims: Sequence[int | None]) -> int | None:
+    """Product of dimensions; None (symbolic batch) if any is None."""
+    if any(d is None for d in dims):
+        return None
+    return math.prod(dims)  # type: ignore[arg-type]
+
+
+def format_shape(shape: Shape) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
+
+def expect_rank(layer: str, x: Shape, ranks: Sequence[int], layout: str) -> None:
+    """Raise a ShapeError unless `x` has one of `ranks` dimensions."""
+    if len(x) not in ranks:
+        raise ShapeError(
+            f"{layer} expects a {layout} input, received {format_shape(x)}",
+            code="rank",
+        )
+
+
