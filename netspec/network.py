@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netspec.errors import InputError, NetspecError
-from netspec.frontend.graph import INPUT, Graph, build_graph
+from netspec.frontend.graph import INPUT, Graph
 from netspec.layers.base import Context, ParamView
 from netspec.ops.backend import array_module, get_xp, resolve_dtype, to_numpy
 from netspec.types import format_shape
@@ -294,7 +294,4 @@ def _host_array(value: Any) -> np.ndarray:
 
 def compile(spec: Spec, device: str = "cpu", dtype: str | Any = None, seed: int = 0) -> Network:
     """The executable network of a checked spec. `dtype` defaults to the spec's input dtype."""
-    collector = spec.collector()
-    graph = build_graph(spec, collector)
-    collector.raise_if_errors()
-    return Network(spec, graph, device, resolve_dtype(dtype or spec.input.dtype), seed)
+    return Network(spec, spec.graph, device, resolve_dtype(dtype or spec.input.dtype), seed)

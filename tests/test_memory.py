@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import netspec
-from netspec.frontend.graph import build_graph, infer_shapes
 from netspec.frontend.training_memory import training_memory
 from netspec.memory import available_memory, format_bytes
 from netspec.training.trainer import Trainer, TrainingError
@@ -32,10 +31,7 @@ BIG = SMALL.replace("[10]", "[100000]").replace(
 
 def estimate(text: str, batch_size: int = 4, optimizer=None):
     spec = netspec.loads(text)
-    collector = spec.collector()
-    graph = build_graph(spec, collector)
-    infer_shapes(spec, graph, collector, None)
-    return training_memory(spec, graph, batch_size, optimizer)
+    return training_memory(spec, spec.graph, batch_size, optimizer)
 
 
 def test_the_estimate_counts_parameters_gradients_adam_state_and_activations():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netspec.frontend.graph import INPUT, build_graph
+from netspec.frontend.graph import INPUT
 from netspec.layers.base import Layer
 
 
@@ -22,7 +22,7 @@ def torch_layer(layer: Layer) -> torch.nn.Module | None:
 class TorchGraph(torch.nn.Module):
     def __init__(self, spec):
         super().__init__()
-        graph = build_graph(spec, spec.collector())
+        graph = spec.graph
         self.nodes = graph.nodes
         self.outputs = graph.outputs
         # Register in the spec's order so that state_dict keys come in netspec's order.

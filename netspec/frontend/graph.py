@@ -1,26 +1,39 @@
-"""Names, inputs, topological order and shape inference: the spec as a graph.
+"""Names, inputs, topological order and shape inference: the spec's layers as a graph.
 
 `build_graph` resolves every layer's name and inputs, refuses duplicates, dangling
 references and cycles, and orders the layers. `infer_shapes` runs each layer's pure shape
 rule in that order (no arrays), carrying on past an error with the shape the layer's own
-arguments imply so that later problems are reported in the same run. `lint` adds warnings
-for legal but suspect specs. `infer` wraps it all into a ShapeReport.
+arguments imply so that later problems are reported in the same run.
+
+Both work on `Entry`s, not on a Spec: the front end analyses the layers before a Spec
+exists (some may have failed validation), and a Spec keeps the graph that load() built.
+`where(index, field)` says where layer `index` was written, to locate problems.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from netspec.frontend.diagnostics import Collector, did_you_mean
+from netspec.frontend.source import Path
 from netspec.layers import LAYER_TYPES, Flatten, Layer
 from netspec.types import Shape, ShapeError
 
-if TYPE_CHECKING:
-    from netspec.frontend.spec import Spec
-
 INPUT = "input"
+Where = Callable[[int, "str | None"], Path]  # (layer index, argument) -> its YAML path
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of `layers`: its layer, or for a layer whose arguments failed validation
+    (already reported) the name and type written, so that the layers reading it are still
+    checked and shapes go on through it where its type keeps them."""
+
+    layer: Layer | None
+    name: str | None = None  # of a failed layer
+    type_name: str | None = None  # of a failed layer that reads the previous one
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,7 @@ class Node:
     layer: Layer
     inputs: tuple[str, ...]  # "input", a layer name, or "NAME.indices"
     label: str = ""  # the name as the user wrote it, for messages (default: `name`)
+    failed_type: str | None = None  # the type of a layer whose arguments failed
 
     @property
     def shown(self) -> str:
@@ -53,7 +67,9 @@ class Graph:
         return used
 
 
-def build_graph(spec: Spec, collector: Collector) -> Graph:
+def build_graph(
+    entries: Sequence[Entry], outputs: Sequence[str] | None, where: Where, collector: Collector
+) -> Graph:
     """Resolve names and inputs, check references and order the layers.
 
     Problems go to `collector`; the graph keeps whatever could be ordered (layers on a cycle
@@ -62,11 +78,10 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
     names: dict[str, int] = {}
     labels: dict[str, str] = {}  # private name -> the user's
     pending: list[tuple[int, str, Layer | None, tuple[str, ...] | None]] = []
-    for i, layer in enumerate(spec.layers):
-        if layer is None:
-            name = spec._raw_names.get(i, str(i))
-        else:
-            name = layer.name if layer.name is not None else str(i)
+    for i, entry in enumerate(entries):
+        layer = entry.layer
+        written = entry.name if layer is None else layer.name
+        name = written if written is not None else str(i)
         if name in names or name == INPUT or "." in name:
             reason = (
                 f"duplicate layer name '{name}' (first used by layer {names[name]})"
@@ -74,7 +89,7 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
                 else f"'{name}' cannot name a layer: "
                 + ("it is the spec's input" if name == INPUT else "names cannot contain '.'")
             )
-            collector.error(spec.layer_path(i, "name"), "name", reason)
+            collector.error(where(i, "name"), "name", reason)
             labels[f"{name}#{i}"] = name
             name = f"{name}#{i}"  # a private name: references keep meaning the first
         names.setdefault(name, i)
@@ -87,14 +102,17 @@ def build_graph(spec: Spec, collector: Collector) -> Graph:
     for i, _, layer, inputs in pending:
         if layer is None:
             continue
-        _check_inputs(spec, i, layer, inputs, known, collector)
-    outputs = list(spec.outputs) if spec.outputs else [pending[-1][1]]
+        _check_inputs(where, i, layer, inputs, known, collector)
+    outputs = list(outputs) if outputs else [pending[-1][1]]
     for j, ref in enumerate(outputs):
         if ref not in known:
             hint = did_you_mean(ref, known)
             collector.error(("outputs", j), "unknown-output", f"unknown output '{ref}'", hint)
-    order = _topological_order(spec, pending, names, labels, collector)
-    nodes = [Node(i, name, layer, inputs, labels.get(name, "")) for i, name, layer, inputs in order]
+    order = _topological_order(where, pending, names, labels, collector)
+    nodes = [
+        Node(i, name, layer, inputs, labels.get(name, ""), entries[i].type_name)
+        for i, name, layer, inputs in order
+    ]
     return Graph(nodes, outputs)
 
 
@@ -106,31 +124,31 @@ def _arity_ok(layer: Layer, inputs: list) -> bool:
     return len(inputs) == 1 if layer.arity == 1 else len(inputs) >= 2
 
 
-def _check_inputs(spec, i, layer, inputs, known, collector) -> None:
+def _check_inputs(where, i, layer, inputs, known, collector) -> None:
     for j, ref in enumerate(inputs):
         if ref not in known:
             hint = did_you_mean(ref, known) or f"known: {', '.join(sorted(known))}"
-            where = spec.layer_path(i, "inputs")
-            collector.error((*where, j), "unknown-input", f"unknown input '{ref}'", hint)
+            path = where(i, "inputs")
+            collector.error((*path, j), "unknown-input", f"unknown input '{ref}'", hint)
     if _arity_ok(layer, list(inputs)):
         return
     if layer.arity == 1:
         collector.error(
-            spec.layer_path(i, "inputs"),
+            where(i, "inputs"),
             "arity",
             f"{layer.type_name} takes one input, received {len(inputs)}",
             "join branches first with Add or Concat",
         )
     else:
         collector.error(
-            spec.layer_path(i, "inputs"),
+            where(i, "inputs"),
             "arity",
             f"{layer.type_name} joins two or more inputs, received {len(inputs)}",
             "list them: `inputs: [a, b]`",
         )
 
 
-def _topological_order(spec, pending, names, labels, collector):
+def _topological_order(where, pending, names, labels, collector):
     """Kahn's algorithm, taking the lowest index first so chains keep their written order."""
     known = set(names)  # once: a set per layer made this quadratic (40,000 layers: 68 s)
     deps = {p[1]: {ref.split(".")[0] for ref in p[3] if ref != INPUT} & known for p in pending}
@@ -156,7 +174,7 @@ def _topological_order(spec, pending, names, labels, collector):
         for cycle in _cycles(stuck, users, deps, index):
             shown = " -> ".join(labels.get(n, n) for n in (*cycle, cycle[0]))
             collector.error(
-                spec.layer_path(index[cycle[0]], "inputs"),
+                where(index[cycle[0]], "inputs"),
                 "cycle",
                 f"layers form a cycle: {shown}",
                 "a layer's inputs must not depend on itself",
@@ -214,18 +232,20 @@ def _reachable(start, stuck, edges) -> set[str]:
 _SIZE_CODES = frozenset({"size", "kernel-size", "features", "merge", "empty", "batch"})
 
 
-def infer_shapes(spec: Spec, graph: Graph, collector: Collector, batch: int | None) -> None:
+def infer_shapes(
+    graph: Graph, sample: Sequence[int], batch: int | None, where: Where, collector: Collector
+) -> None:
     """Fill `graph.shapes`; shape errors become diagnostics, unknown shapes propagate quietly.
 
     After an error, a layer's output is the shape its declared arguments give; where those
     were refused it is a guess (`guessed`), and later errors about sizes are left out.
     """
-    graph.shapes[INPUT] = (batch, *spec.input.shape)
+    graph.shapes[INPUT] = (batch, *sample)
     guessed: set[str] = set()
     for node in graph.nodes:
         inputs = [graph.shapes.get(ref) for ref in node.inputs]
         on_guess = any(ref in guessed for ref in node.inputs)
-        if node.layer is None and _keeps_shape(spec._raw_types.get(node.index)):
+        if node.layer is None and _keeps_shape(node.failed_type):
             graph.shapes[node.name] = inputs[0]  # its arguments failed, not its shape
             if on_guess:
                 guessed.add(node.name)
@@ -244,8 +264,8 @@ def infer_shapes(spec: Spec, graph: Graph, collector: Collector, batch: int | No
                 if on_guess and problem.code in _SIZE_CODES:
                     continue
                 hint = _flatten_hint(problem, graph, node)
-                where = spec.layer_path(node.index, problem.field)
-                collector.error(where, problem.code, problem.message, hint)
+                path = where(node.index, problem.field)
+                collector.error(path, problem.code, problem.message, hint)
             out = exc.recovered
             on_guess = on_guess or exc.guessed
         graph.shapes[node.name] = out
@@ -270,13 +290,3 @@ def _flatten_hint(exc: ShapeError, graph: Graph, node: Node) -> str | None:
         return exc.hint
     what = producer.layer.describe_flattening(source)
     return f"{exc.hint} — Flatten '{producer.shown}' after '{producer.inputs[0]}' yields {what}"
-
-
-def analyse(spec: Spec, collector: Collector, batch: int | None = None) -> Graph:
-    """Graph, shapes and lints for a spec; problems go to `collector`."""
-    graph = build_graph(spec, collector)
-    infer_shapes(spec, graph, collector, batch)
-    from netspec.frontend.lint import lint
-
-    lint(spec, graph, collector)
-    return graph

@@ -162,10 +162,7 @@ def _input_fits_data(spec: Spec, graph: Graph, collector: Collector) -> None:
 
 
 def _loss_path(spec: Spec, field: str | None):
-    origin = spec._origins.get(("loss",))
-    if origin is None:
-        return ("loss",) if field is None else ("loss", field)
-    return origin.path(field)
+    return spec.path_of(("loss",), field)
 
 
 def _softmax_into_cross_entropy(spec: Spec, graph: Graph, collector: Collector) -> None:

@@ -13,11 +13,13 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from netspec.frontend.diagnostics import Collector
+from netspec.frontend.graph import Entry, Graph, build_graph, infer_shapes
+from netspec.frontend.lint import lint
 from netspec.frontend.normalize import GRAPH_KEYS, Origin, normalize_entry
 from netspec.frontend.source import Path, Source, parse, read_text
 from netspec.frontend.spec import Spec
 from netspec.frontend.validate import report_validation_error
-from netspec.layers import LAYER_TYPES, AnyLayer, Identity, Layer
+from netspec.layers import LAYER_TYPES, AnyLayer, Identity
 from netspec.losses import LOSS_TYPES
 from netspec.optim import OPTIMIZER_TYPES
 from netspec.optim.lr_scheduler import SCHEDULE_TYPES
@@ -45,22 +47,32 @@ def loads(text: str, source: str = "<string>") -> Spec:
     src = parse(text, source)
     collector = Collector(src)
     collector.diagnostics.extend(src.problems)
-    spec = _validate(src, collector)
-    if spec is not None:
-        from netspec.frontend.graph import analyse
-
-        analyse(spec, collector)
+    checked = _validate(src, collector)
+    if checked is not None:
+        sections, entries = checked
+        graph = analyse(sections, entries, collector)
     collector.raise_if_errors()
-    assert spec is not None  # no errors means every part validated
+    assert checked is not None  # no errors means every part validated
+    spec = sections.model_copy(update={"layers": [entry.layer for entry in entries]})
+    spec.keep_graph(graph)
     spec._warnings = collector.warnings
     return spec
 
 
-def _validate(src: Source, collector: Collector) -> Spec | None:
-    """Validate every part, collecting all errors.
+def analyse(sections: Spec, entries: list[Entry], collector: Collector) -> Graph:
+    """Graph, shapes and lints; problems go to `collector`."""
+    graph = build_graph(entries, sections.outputs, sections.layer_path, collector)
+    infer_shapes(graph, sections.input.shape, None, sections.layer_path, collector)
+    lint(sections, graph, collector)
+    return graph
 
-    The result may hold None for layers that failed: shape inference still runs over the
-    rest so that their errors are reported too, but such a Spec never leaves `loads`.
+
+def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | None:
+    """Validate every part, collecting all errors: the Spec's other sections (its `layers`
+    a stand-in) and one Entry per layer, None where nothing can be checked further.
+
+    Entries of layers that failed keep their written name and type: shape inference still
+    runs over the rest so that their errors are reported too.
     """
     data = src.data
     if not isinstance(data, dict):
@@ -81,61 +93,57 @@ def _validate(src: Source, collector: Collector) -> Spec | None:
         )
         del data["loss"]
     origins: dict[Path, Origin] = {}
-    raw_names: dict[int, str] = {}
-    raw_types: dict[int, str] = {}
-    layers = _validate_layers(data, origins, collector, raw_names, raw_types)
+    entries = _validate_layers(data, origins, collector)
     for key, (kinds, what) in _ENTRY_SECTIONS.items():
         _normalize_section(data, key, kinds, what, origins, collector)
-    if layers is not None:
+    if entries is not None:
         data["layers"] = [Identity()]  # stands in while the other sections are validated
     try:
-        spec = Spec.model_validate(data)
+        sections = Spec.model_validate(data)
     except ValidationError as exc:
         report_validation_error(exc, data, (), origins, collector, Spec, KINDS)
         # Go on without the broken optional sections, so the graph is still checked.
         broken = {err["loc"][0] for err in exc.errors() if err["loc"]}
         if broken - _OPTIONAL_SECTIONS:
             return None
-        spec = Spec.model_validate({k: v for k, v in data.items() if k not in broken})
-    if layers is None:
+        sections = Spec.model_validate({k: v for k, v in data.items() if k not in broken})
+    if entries is None:
         return None
-    spec = spec.model_copy(update={"layers": layers})
-    spec._source = src
-    spec._origins = origins
-    spec._raw_names = raw_names
-    spec._raw_types = raw_types
-    return spec
+    sections._source = src
+    sections._origins = origins
+    return sections, entries
 
 
 def _validate_layers(
-    data: dict,
-    origins: dict[Path, Origin],
-    collector: Collector,
-    raw_names: dict[int, str],
-    raw_types: dict[int, str],
-) -> list | None:
+    data: dict, origins: dict[Path, Origin], collector: Collector
+) -> list[Entry] | None:
     raw = data.get("layers")
     if not isinstance(raw, list) or not raw:
         return None  # validating the Spec reports a missing, empty or non-list `layers`
-    layers: list[Layer | None] = []
+    entries: list[Entry] = []
     for i, item in enumerate(raw):
         entry, origin = normalize_entry(
             item, ("layers", i), LAYER_TYPES, "layer", collector, GRAPH_KEYS
         )
         origins[("layers", i)] = origin
-        layer = None
-        if entry is not None:
-            _check_name(entry.get("name"), origin, collector)
-            try:
-                layer = _layer_adapter.validate_python(entry)
-            except ValidationError as exc:
-                report_validation_error(exc, entry, ("layers", i), origins, collector, None, KINDS)
-                if isinstance(entry.get("name"), str):
-                    raw_names[i] = entry["name"]  # so that layers reading it are still checked
-                if "inputs" not in entry:  # shape inference may go on through it
-                    raw_types[i] = entry["type"]
-        layers.append(layer)
-    return layers
+        if entry is None:
+            entries.append(Entry(None))
+            continue
+        _check_name(entry.get("name"), origin, collector)
+        try:
+            entries.append(Entry(_layer_adapter.validate_python(entry)))
+        except ValidationError as exc:
+            report_validation_error(exc, entry, ("layers", i), origins, collector, None, KINDS)
+            name = entry.get("name")  # so that layers reading it are still checked
+            reads_previous = "inputs" not in entry  # shape inference may go on through it
+            entries.append(
+                Entry(
+                    None,
+                    name if isinstance(name, str) else None,
+                    entry["type"] if reads_previous else None,
+                )
+            )
+    return entries
 
 
 def _check_name(name: Any, origin: Origin, collector: Collector) -> None:

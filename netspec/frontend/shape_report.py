@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from netspec.frontend.graph import INPUT, Graph, build_graph, infer_shapes
+from netspec.frontend.graph import INPUT, Graph, infer_shapes
 from netspec.types import Shape, prod
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ class ShapeReport:
 
 def infer(spec: Spec, batch_size: int | None = None) -> ShapeReport:
     """Infer every shape of `spec` for a batch size (None: symbolic). Raises SpecError."""
-    collector = spec.collector()
-    graph = build_graph(spec, collector)
-    infer_shapes(spec, graph, collector, batch_size)
-    collector.raise_if_errors()
+    graph = spec.graph
+    if batch_size is not None:  # the same graph, its shapes at this batch size
+        collector = spec.collector()
+        graph = Graph(graph.nodes, graph.outputs)
+        infer_shapes(graph, spec.input.shape, batch_size, spec.layer_path, collector)
+        collector.raise_if_errors()
     return _report(spec, graph, batch_size)
 
 
@@ -106,5 +108,3 @@ def _report(spec: Spec, graph: Graph, batch: int | None) -> ShapeReport:
 
 def _concrete(shape: Shape, batch: int) -> tuple[int, ...]:
     return tuple(batch if d is None else d for d in shape)
-
-

@@ -26,6 +26,7 @@ from pydantic import (
 from netspec.data import AnyData
 from netspec.errors import ArgError, Diagnostic
 from netspec.frontend.diagnostics import Collector
+from netspec.frontend.graph import Entry, Graph, build_graph, infer_shapes
 from netspec.frontend.normalize import Origin
 from netspec.frontend.source import Path, Source
 from netspec.layers import AnyLayer
@@ -128,8 +129,8 @@ class Spec(_Section):
     _source: Source | None = PrivateAttr(default=None)
     _origins: dict[Path, Origin] = PrivateAttr(default_factory=dict)
     _warnings: list[Diagnostic] = PrivateAttr(default_factory=list)
-    _raw_names: dict[int, str] = PrivateAttr(default_factory=dict)  # of layers that failed
-    _raw_types: dict[int, str] = PrivateAttr(default_factory=dict)  # same, default inputs only
+    _graph: Graph | None = PrivateAttr(default=None)
+    _graph_of: tuple = PrivateAttr(default=())  # what the graph was built from
 
     @property
     def source_name(self) -> str:
@@ -147,12 +148,41 @@ class Spec(_Section):
         """Warnings found while loading (legal but suspect choices)."""
         return list(self._warnings)
 
+    @property
+    def graph(self) -> Graph:
+        """The analysed graph: names, order and shapes at a symbolic batch.
+
+        load() builds it once; compile, train and infer reuse it. A Spec made otherwise
+        (or copied with other layers, input or outputs) analyses its layers on first use.
+        Raises SpecError when they do not form a valid graph.
+        """
+        key = (id(self.layers), tuple(self.input.shape), tuple(self.outputs or ()))
+        if self._graph is None or self._graph_of != key:
+            collector = self.collector()
+            graph = build_graph(
+                [Entry(layer) for layer in self.layers], self.outputs, self.layer_path, collector
+            )
+            infer_shapes(graph, self.input.shape, None, self.layer_path, collector)
+            collector.raise_if_errors()
+            self.keep_graph(graph)
+        return self._graph  # type: ignore[return-value]
+
+    def keep_graph(self, graph: Graph) -> None:
+        """Record the analysed graph of this Spec's layers (load() does, once)."""
+        self._graph = graph
+        self._graph_of = (id(self.layers), tuple(self.input.shape), tuple(self.outputs or ()))
+
+    def path_of(self, section: Path, field: str | None = None) -> Path:
+        """Where an entry of the spec (`("loss",)`, `("layers", 3)`) or one of its arguments
+        was written in the source; the YAML path itself when it was not loaded from text."""
+        origin = self._origins.get(section)
+        if origin is None:
+            return section if field is None else (*section, field)
+        return origin.path(field)
+
     def layer_path(self, index: int, field: str | None = None) -> Path:
         """Where layer `index` (or one of its arguments) was written in the source."""
-        origin = self._origins.get(("layers", index))
-        if origin is None:
-            return ("layers", index) if field is None else ("layers", index, field)
-        return origin.path(field)
+        return self.path_of(("layers", index), field)
 
     def collector(self) -> Collector:
         return Collector(self._source or Source(name="<spec>", text="", data=None))

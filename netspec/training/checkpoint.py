@@ -294,11 +294,7 @@ def _read_array(archive: NpzReader, header: MemberHeader, record: dict) -> np.nd
 
 def expected_state_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
     """The state dict's names and shapes of the spec's network, without building it."""
-    from netspec.frontend.graph import build_graph
-
-    collector = spec.collector()
-    graph = build_graph(spec, collector)
-    collector.raise_if_errors()
+    graph = spec.graph
     shapes: dict[str, tuple[int, ...]] = {}
     for node in sorted(graph.nodes, key=lambda n: n.index):
         layer = node.layer

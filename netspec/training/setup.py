@@ -74,15 +74,11 @@ def check_training_memory(spec: Spec, train: TrainSpec, device: str) -> None:
     """TrainingError, before anything is allocated, when training `spec` with these
     settings would need more memory than `device` has available (netspec/memory.py)."""
     from netspec import memory
-    from netspec.frontend.graph import build_graph, infer_shapes
     from netspec.frontend.training_memory import training_memory
     from netspec.memory import format_bytes
     from netspec.ops.backend import free_memory
 
-    collector = spec.collector()
-    graph = build_graph(spec, collector)
-    infer_shapes(spec, graph, collector, None)
-    estimate = training_memory(spec, graph, train.batch_size, train.optimizer)
+    estimate = training_memory(spec, spec.graph, train.batch_size, train.optimizer)
     # On a GPU the network is there and the data set on the host; on the CPU both are here.
     needs = (
         [(estimate.total, "cpu")]
