@@ -55,10 +55,9 @@ NonNegativeIntPair = NonNegativeInt | _pair_of(NonNegativeInt)
 DeviceName = Annotated[str, Strict()]
 
 # -- names ----------------------------------------------------------------------------------
-# A layer name is one segment; nesting will join segments with dots (`layer1.0.conv1`), and
-# then NAME alone changes: rf"{NAME_SEGMENT}(\.{NAME_SEGMENT})*".
+# A name is segments joined by dots, as PyTorch's module paths (`layer1.0.conv1`).
 NAME_SEGMENT = r"[A-Za-z0-9_]+"
-NAME = NAME_SEGMENT
+NAME = rf"{NAME_SEGMENT}(\.{NAME_SEGMENT})*"
 NAME_PATTERN = rf"^{NAME}$"
 REF_PATTERN = rf"^{NAME}(\.indices)?$"  # what `inputs` and `outputs` may name
 _QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
@@ -68,14 +67,17 @@ def name_problem(name: str) -> tuple[str, str | None] | None:
     """Why `name` cannot name a layer, as (message, hint); None when it can."""
     if re.fullmatch(NAME_PATTERN, name):
         return None
-    if all(re.fullmatch(NAME_SEGMENT, part) for part in name.split(".")):
-        return f"'{name}' cannot name a layer: names cannot contain '.'", None  # graph's words
+    if all(re.fullmatch(NAME_SEGMENT, part) or not part for part in name.split(".")) and name:
+        return (
+            f"name: dots join the segments of a module path, received {name!r}",
+            "write e.g. layer1.0.conv1: no dot at either end, none doubled",
+        )
     message = f"name: expected letters, digits and '_', received {name!r}"
     if not name.strip():
         return message, "write a name such as conv1, or leave `name` out (default: the index)"
     if any(q in name for q in _QUOTES):
         return message, "typographic quotes are part of the name here: write plain ' or \""
-    bad = sorted({c for c in name if not re.fullmatch(NAME_SEGMENT, c)})
+    bad = sorted({c for c in name if not re.fullmatch(NAME_SEGMENT, c) and c != "."})
     shown = ", ".join(repr(c) for c in bad)
     return message, f"{shown} cannot appear in a name: use '_' instead"
 
@@ -87,7 +89,7 @@ LayerName = Annotated[
         {
             "type": "string",
             "pattern": NAME_PATTERN,
-            "patternErrorMessage": "A layer name is letters, digits and _ (no dots or spaces).",
+            "patternErrorMessage": "Letters, digits, _; dots join segments (layer1.0.conv1).",
         }
     ),
 ]

@@ -81,14 +81,14 @@ MISTAKES: dict[str, str] = {
     "a layer that is a number": layer("3"),
     "unknown argument typed": layer("{type: ReLU, inplce: true}"),
     # names
-    "layer name with a dot": layer("{type: ReLU, name: a.b}"),
+    "layer name with an empty segment": layer("{type: ReLU, name: a..b}"),
     "layer name with a space": layer("{type: ReLU, name: conv 1}"),
     "layer name empty": layer("{type: ReLU, name: ''}"),
     "layer name blank": layer("{type: ReLU, name: ' '}"),
     "layer name curly quotes": layer("{type: ReLU, name: \u201cconv\u201d}"),
     "layer name one-key form": layer("{ReLU: null, name: a-b}"),
     "inputs naming no possible layer": layer("{type: ReLU, inputs: [conv 1]}"),
-    "outputs naming no possible layer": IMAGE + "  - ReLU\noutputs: ['0.values']\n",
+    "outputs naming no possible layer": IMAGE + "  - ReLU\noutputs: ['0 values']\n",
     "inputs with a negative index": layer("{type: ReLU, inputs: [-1]}"),
     "spec name with a space": "name: my model\n" + IMAGE + "  - ReLU\n",
     # losses

@@ -62,8 +62,7 @@ def test_names_that_would_be_ambiguous_are_refused():
     found = errors(HEAD + "  - {type: ReLU, name: input}\n  - {type: ReLU, name: a.b}\n")
     assert [(head(d), d.message) for d in found] == [
         ("g.yaml:3:18: error[name]", "'input' cannot name a layer: it is the spec's input"),
-        ("g.yaml:4:18: error[name]", "'a.b' cannot name a layer: names cannot contain '.'"),
-    ]
+    ]  # a dotted name is a module path (design.md §1), no longer refused
 
 
 def test_a_default_name_clashing_with_an_explicit_one_is_a_duplicate():

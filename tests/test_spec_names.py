@@ -30,9 +30,11 @@ def test_a_layer_name_outside_the_rule_is_a_located_error(name, hint):
     assert d.hint == hint
 
 
-def test_a_dotted_name_is_refused_once_in_the_graphs_words():
-    d = only(HEAD + "  - {type: ReLU, name: a.b}\n  - {type: Tanh, name: t}\n")
-    assert d.message == "'a.b' cannot name a layer: names cannot contain '.'"
+def test_a_dotted_name_is_a_module_path_and_an_empty_segment_is_refused_once():
+    spec = netspec.loads(HEAD + "  - {type: ReLU, name: a.b}\n  - {type: Tanh, name: t}\n")
+    assert [layer.name for layer in spec.layers] == ["a.b", "t"]
+    d = only(HEAD + "  - {type: ReLU, name: a..b}\n  - {type: Tanh, name: t}\n")
+    assert d.message == "name: dots join the segments of a module path, received 'a..b'"
 
 
 def test_the_schema_and_netspec_share_one_name_rule():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from netspec.errors import Diagnostic, SpecError
@@ -32,9 +32,13 @@ class Collector:
     def _add(self, path: Path, code: str, message: str, hint: str | None, severity: str) -> None:
         line, col = self.source.position(path)
         diagnostic = Diagnostic(self.source.name, line, col, code, message, hint, severity)
-        if diagnostic not in self._seen:
-            self._seen.add(diagnostic)
-            self.diagnostics.append(diagnostic)
+        if diagnostic in self._seen:  # the same problem of another instance of one definition
+            return
+        self._seen.add(diagnostic)
+        note = self.source.note(path)
+        if note is not None:
+            diagnostic = replace(diagnostic, message=f"{message}, {note}")
+        self.diagnostics.append(diagnostic)
 
     @property
     def has_errors(self) -> bool:

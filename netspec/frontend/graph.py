@@ -59,6 +59,10 @@ class Graph:
     outputs: list[str]
     shapes: dict[str, Shape] = field(default_factory=dict)  # reference -> shape (None: unknown)
 
+    def producer(self, ref: str) -> str:
+        """The layer whose value `ref` is: itself, or for `NAME.indices` the layer NAME."""
+        return producer(ref, {node.name for node in self.nodes})
+
     def consumers(self) -> dict[str, list[str]]:
         used: dict[str, list[str]] = {}
         for node in self.nodes:
@@ -82,12 +86,11 @@ def build_graph(
         layer = entry.layer
         written = entry.name if layer is None else layer.name
         name = written if written is not None else str(i)
-        if name in names or name == INPUT or "." in name:
+        if name in names or name == INPUT:
             reason = (
                 f"duplicate layer name '{name}' (first used by layer {names[name]})"
                 if name in names
-                else f"'{name}' cannot name a layer: "
-                + ("it is the spec's input" if name == INPUT else "names cannot contain '.'")
+                else f"'{name}' cannot name a layer: it is the spec's input"
             )
             collector.error(where(i, "name"), "name", reason)
             labels[f"{name}#{i}"] = name
@@ -114,6 +117,13 @@ def build_graph(
         for i, name, layer, inputs in order
     ]
     return Graph(nodes, outputs)
+
+
+def producer(ref: str, names: set[str]) -> str:
+    """`ref` if a layer has that name, else the layer of a side output (`pool.indices`)."""
+    if ref in names or "." not in ref:
+        return ref
+    return ref.rsplit(".", 1)[0]
 
 
 def _has_indices(layer: Layer | None) -> bool:
@@ -151,7 +161,7 @@ def _check_inputs(where, i, layer, inputs, known, collector) -> None:
 def _topological_order(where, pending, names, labels, collector):
     """Kahn's algorithm, taking the lowest index first so chains keep their written order."""
     known = set(names)  # once: a set per layer made this quadratic (40,000 layers: 68 s)
-    deps = {p[1]: {ref.split(".")[0] for ref in p[3] if ref != INPUT} & known for p in pending}
+    deps = {p[1]: {producer(ref, known) for ref in p[3] if ref != INPUT} & known for p in pending}
     by_name = {p[1]: p for p in pending}
     users: dict[str, list[str]] = {n: [] for n in deps}
     for n, ds in deps.items():

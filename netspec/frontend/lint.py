@@ -5,9 +5,11 @@ Each rule is a small function over the analysed graph; `lint` runs them all.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from netspec import memory
 from netspec.frontend.diagnostics import Collector
+from netspec.frontend.graph import Graph
+from netspec.frontend.spec import Spec, TrainSpec
+from netspec.frontend.training_memory import training_memory
 from netspec.layers import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
@@ -19,11 +21,8 @@ from netspec.layers import (
     MaxPool2d,
     Softmax,
 )
+from netspec.memory import format_bytes
 from netspec.types import ShapeError
-
-if TYPE_CHECKING:
-    from netspec.frontend.graph import Graph
-    from netspec.frontend.spec import Spec
 
 
 def lint(spec: Spec, graph: Graph, collector: Collector) -> None:
@@ -81,7 +80,7 @@ def _bias_before_batchnorm(spec: Spec, graph: Graph, collector: Collector) -> No
 
 def _unused_outputs(spec: Spec, graph: Graph, collector: Collector) -> None:
     used = graph.consumers()
-    outputs = {ref.split(".")[0] for ref in graph.outputs}
+    outputs = {graph.producer(ref) for ref in graph.outputs}
     for node in graph.nodes:
         if node.name not in used and node.name not in outputs:
             collector.warning(
@@ -186,10 +185,6 @@ def _legacy_loss_flags(spec: Spec, graph: Graph, collector: Collector) -> None:
 
 def _training_memory(spec: Spec, graph: Graph, collector: Collector) -> None:
     """Training would need more memory than the machine has (netspec/memory.py)."""
-    from netspec import memory
-    from netspec.frontend.spec import TrainSpec
-    from netspec.frontend.training_memory import training_memory
-    from netspec.memory import format_bytes
 
     batch_size = (spec.train or TrainSpec()).batch_size
     estimate = training_memory(spec, graph, batch_size)

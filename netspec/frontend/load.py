@@ -13,9 +13,10 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from netspec.frontend.diagnostics import Collector
+from netspec.frontend.expand import Expander, read_blocks
 from netspec.frontend.graph import Entry, Graph, build_graph, infer_shapes
 from netspec.frontend.lint import lint
-from netspec.frontend.normalize import GRAPH_KEYS, Origin, normalize_entry
+from netspec.frontend.normalize import Origin, normalize_entry
 from netspec.frontend.source import Path, Source, parse, read_text
 from netspec.frontend.spec import Spec
 from netspec.frontend.validate import report_validation_error
@@ -93,7 +94,8 @@ def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | N
         )
         del data["loss"]
     origins: dict[Path, Origin] = {}
-    entries = _validate_layers(data, origins, collector)
+    layer_origins: list[Origin] = []
+    entries = _validate_layers(data, origins, layer_origins, collector)
     for key, (kinds, what) in _ENTRY_SECTIONS.items():
         _normalize_section(data, key, kinds, what, origins, collector)
     if entries is not None:
@@ -111,29 +113,37 @@ def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | N
         return None
     sections._source = src
     sections._origins = origins
+    sections._layer_origins = layer_origins
     return sections, entries
 
 
 def _validate_layers(
-    data: dict, origins: dict[Path, Origin], collector: Collector
+    data: dict, origins: dict[Path, Origin], layer_origins: list[Origin], collector: Collector
 ) -> list[Entry] | None:
+    """Expand the nesting (blocks, Sequential, repeat) and validate every layer it makes.
+
+    `data` loses `blocks`, and its `outputs` name full paths (`layer1` -> `layer1.1.out`).
+    """
+    expander = Expander(read_blocks(data.pop("blocks", None), collector), collector)
     raw = data.get("layers")
     if not isinstance(raw, list) or not raw:
         return None  # validating the Spec reports a missing, empty or non-list `layers`
+    flat = expander.expand(raw, ("layers",))
+    if isinstance(data.get("outputs"), list):
+        data["outputs"] = [expander.output_ref(ref) for ref in data["outputs"]]
     entries: list[Entry] = []
-    for i, item in enumerate(raw):
-        entry, origin = normalize_entry(
-            item, ("layers", i), LAYER_TYPES, "layer", collector, GRAPH_KEYS
-        )
-        origins[("layers", i)] = origin
+    for layer in flat:
+        entry, origin = layer.entry, layer.origin
+        layer_origins.append(origin)
+        origins[origin.base] = origin
         if entry is None:
-            entries.append(Entry(None))
+            entries.append(Entry(None, layer.name))
             continue
         _check_name(entry.get("name"), origin, collector)
         try:
             entries.append(Entry(_layer_adapter.validate_python(entry)))
         except ValidationError as exc:
-            report_validation_error(exc, entry, ("layers", i), origins, collector, None, KINDS)
+            report_validation_error(exc, entry, origin.base, origins, collector, None, KINDS)
             name = entry.get("name")  # so that layers reading it are still checked
             reads_previous = "inputs" not in entry  # shape inference may go on through it
             entries.append(

@@ -143,13 +143,43 @@ class Source:
     data: Any
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     problems: list[Diagnostic] = field(default_factory=list)
+    # Paths of layers that nesting made (`("#", 3)`, see expand.py): where each was written,
+    # and the instance it belongs to (`in layer1.0 (BasicBlock, used at ...)`).
+    aliases: dict[Path, Path] = field(default_factory=dict)
+    notes: dict[Path, str] = field(default_factory=dict)
 
     def position(self, path: Path) -> tuple[int, int]:
         """Line and column (1-based) of `path`, or of its nearest ancestor that has one."""
-        path = tuple(path)
+        path = self.written(path)
         while path not in self.positions and path:
             path = path[:-1]
         return self.positions.get(path, (1, 1))
+
+    def alias(self, path: Path, written: Path, note: str | None = None) -> None:
+        """Let `path` (and everything under it) stand for `written`, noted with `note`."""
+        self.aliases[path] = written
+        if note is not None:
+            self.notes[path] = note
+
+    def written(self, path: Path) -> Path:
+        """Where `path` was written: itself, or what its longest aliased prefix stands for."""
+        path = tuple(path)
+        while path and path[0] == "#":
+            for cut in range(len(path), 0, -1):
+                if path[:cut] in self.aliases:
+                    path = (*self.aliases[path[:cut]], *path[cut:])
+                    break
+            else:
+                return path
+        return path
+
+    def note(self, path: Path) -> str | None:
+        """The instance a diagnostic at `path` is about, for a layer that nesting made."""
+        path = tuple(path)
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in self.notes:
+                return self.notes[path[:cut]]
+        return None
 
 
 def read_text(path: str | os.PathLike) -> str:

@@ -127,7 +127,8 @@ class Spec(_Section):
     """Where training and validation data come from."""
 
     _source: Source | None = PrivateAttr(default=None)
-    _origins: dict[Path, Origin] = PrivateAttr(default_factory=dict)
+    _origins: dict[Path, Origin] = PrivateAttr(default_factory=dict)  # of sections
+    _layer_origins: list[Origin] = PrivateAttr(default_factory=list)  # of each layer
     _warnings: list[Diagnostic] = PrivateAttr(default_factory=list)
     _graph: Graph | None = PrivateAttr(default=None)
     _graph_of: tuple = PrivateAttr(default=())  # what the graph was built from
@@ -182,7 +183,9 @@ class Spec(_Section):
 
     def layer_path(self, index: int, field: str | None = None) -> Path:
         """Where layer `index` (or one of its arguments) was written in the source."""
-        return self.path_of(("layers", index), field)
+        if index < len(self._layer_origins):
+            return self._layer_origins[index].path(field)
+        return ("layers", index) if field is None else ("layers", index, field)
 
     def collector(self) -> Collector:
         return Collector(self._source or Source(name="<spec>", text="", data=None))
