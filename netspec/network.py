@@ -66,6 +66,7 @@ class Network:
             node.name: ParamView(self.grads, f"{node.name}.") for node in graph.nodes
         }
         self._last_use = self._last_uses()
+        self._layer_names = {node.name for node in graph.nodes}
         self._carries_grad = {flag: self._grad_paths(flag) for flag in (True, False)}
         self._contexts: dict[str, Context] = {}
         # When a dict, forward/backward add each layer's seconds to it ("name/forward"): bench.
@@ -193,7 +194,7 @@ class Network:
         carries_grad = self._carries_grad[input_grad]
         pending: dict[str, Any] = {}
         for ref, g in zip(self.graph.outputs, grads_in, strict=True):
-            if g is not None and "." not in ref:
+            if g is not None and ref in self._layer_names:  # not a side output (indices)
                 _accumulate(pending, ref, self.xp.asarray(g, dtype=self.dtype))
         for node in reversed(self.graph.nodes):
             g = pending.pop(node.name, None)
