@@ -109,7 +109,7 @@ def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | N
         if broken - _OPTIONAL_SECTIONS:
             return None
         sections = Spec.model_validate({k: v for k, v in data.items() if k not in broken})
-    if entries is None:
+    if not entries:
         return None
     sections._source = src
     sections._origins = origins
@@ -128,7 +128,7 @@ def _validate_layers(
     raw = data.get("layers")
     if not isinstance(raw, list) or not raw:
         return None  # validating the Spec reports a missing, empty or non-list `layers`
-    flat = expander.expand(raw, ("layers",))
+    flat = expander.expand(raw, ("layers",))  # empty when every use failed (said so)
     if isinstance(data.get("outputs"), list):
         data["outputs"] = [expander.output_ref(ref) for ref in data["outputs"]]
     entries: list[Entry] = []
