@@ -40,13 +40,17 @@ def head(d: netspec.Diagnostic) -> str:
 
 # -- Sequential ----------------------------------------------------------------------------------
 def test_a_sequential_names_its_layers_by_index_under_its_name():
-    spec = load(HEAD + "layers:\n  - {type: Sequential, name: f, layers: [ReLU, Tanh]}\n  - Flatten\n")
+    spec = load(
+        HEAD + "layers:\n  - {type: Sequential, name: f, layers: [ReLU, Tanh]}\n  - Flatten\n"
+    )
     assert names(spec) == ["f.0", "f.1", "1"]
     assert netspec.infer(spec).chain
 
 
 def test_a_sequential_without_a_name_takes_its_index():
-    spec = load(HEAD + "layers:\n  - ReLU\n  - Sequential: {layers: [ReLU, {type: Tanh, name: t}]}\n")
+    spec = load(
+        HEAD + "layers:\n  - ReLU\n  - Sequential: {layers: [ReLU, {type: Tanh, name: t}]}\n"
+    )
     assert names(spec) == ["0", "1.0", "1.t"]
 
 
@@ -87,11 +91,15 @@ def test_a_param_inside_a_list_is_replaced_item_by_item():
 
 
 def test_blocks_use_blocks_and_repeat_makes_indexed_copies():
-    text = HEAD + BLOCK + (
-        "  Pair:\n    params: [out]\n    layers:\n"
-        "      - {type: Unit, name: first, out: $out}\n"
-        "      - {type: Conv2d, name: second, in_channels: $out, out_channels: 4, kernel_size: 1}\n"
-        "layers:\n  - {type: Pair, name: layer1, out: 5, repeat: 2}\n"
+    text = (
+        HEAD
+        + BLOCK
+        + (
+            "  Pair:\n    params: [out]\n    layers:\n"
+            "      - {type: Unit, name: first, out: $out}\n"
+            "      - {type: Conv2d, name: second, in_channels: $out, out_channels: 4, kernel_size: 1}\n"
+            "layers:\n  - {type: Pair, name: layer1, out: 5, repeat: 2}\n"
+        )
     )
     spec = load(text)
     assert names(spec) == [
@@ -150,7 +158,11 @@ def test_the_same_definition_error_in_every_instance_is_reported_once():
 
 
 def test_errors_that_differ_between_instances_are_all_reported():
-    text = HEAD + BLOCK + "layers:\n  - {type: Unit, name: a, out: 6}\n  - {type: Unit, name: b, out: 6}\n"
+    text = (
+        HEAD
+        + BLOCK
+        + "layers:\n  - {type: Unit, name: a, out: 6}\n  - {type: Unit, name: b, out: 6}\n"
+    )
     found = errors(text)  # b's conv reads 6 channels, not 4: one error, about b only
     assert [d.code for d in found] == ["channels"]
     assert found[0].message.endswith("in b (Unit, used at n.yaml:10:5)")
@@ -166,14 +178,17 @@ def test_unknown_and_missing_params_are_located_at_the_use_site():
 
 
 def test_an_unknown_dollar_name_is_reported_once_at_the_definition():
-    found = errors(HEAD + BLOCK.replace("$k", "$kk") + "layers:\n  - {type: Unit, out: 6, repeat: 2}\n")
-    assert [(head(d), d.hint) for d in found] == [("n.yaml:6:72: error[unknown-param]", "did you mean 'k'?")]
+    found = errors(
+        HEAD + BLOCK.replace("$k", "$kk") + "layers:\n  - {type: Unit, out: 6, repeat: 2}\n"
+    )
+    assert [(head(d), d.hint) for d in found] == [
+        ("n.yaml:6:72: error[unknown-param]", "did you mean 'k'?")
+    ]
 
 
 def test_a_cycle_of_block_uses_is_an_error():
     text = HEAD + (
-        "blocks:\n  A:\n    layers: [B]\n  B:\n    layers: [{type: A}]\n"
-        "layers:\n  - A\n"
+        "blocks:\n  A:\n    layers: [B]\n  B:\n    layers: [{type: A}]\nlayers:\n  - A\n"
     )
     found = errors(text)
     assert [d.code for d in found] == ["block-cycle"]
@@ -196,7 +211,37 @@ def test_broken_block_definitions_are_located_errors(blocks, code):
 
 
 def test_a_param_outside_a_block_and_a_bad_repeat_are_errors():
-    found = errors(HEAD + "layers:\n  - {type: Conv2d, in_channels: 4, out_channels: $c, kernel_size: 1}\n")
+    found = errors(
+        HEAD + "layers:\n  - {type: Conv2d, in_channels: 4, out_channels: $c, kernel_size: 1}\n"
+    )
     assert [d.code for d in found] == ["param-outside-block"]
     found = errors(HEAD + "layers:\n  - {type: ReLU, repeat: 0}\n")
     assert [d.code for d in found] == ["bad-repeat"]
+
+
+# -- netspec expand ---------------------------------------------------------------------------------
+EXAMPLES = sorted((__import__("pathlib").Path(__file__).parent.parent / "specs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_the_flat_spec_checks_to_the_same_rows(path):
+    from netspec.frontend.flat_spec import flat_spec_text
+
+    spec = netspec.load(path)
+    flat = netspec.loads(flat_spec_text(spec))
+    assert netspec.infer(flat, batch_size=2).rows == netspec.infer(spec, batch_size=2).rows
+    assert flat.loss == spec.loss and flat.train == spec.train and flat.data == spec.data
+
+
+def test_the_flat_spec_of_a_nested_one_has_no_blocks_and_full_names():
+    from netspec.frontend.flat_spec import flat_spec_text
+
+    text = flat_spec_text(
+        load(HEAD + BLOCK + "layers:\n  - {type: Unit, name: u, out: 4, repeat: 2}\n")
+    )
+    assert "blocks" not in text and "$" not in text
+    assert (
+        "  - {type: Conv2d, name: u.1.conv, in_channels: 4, out_channels: 4, kernel_size: 3, padding: 1}"
+        in text
+    )
+    assert names(netspec.loads(text)) == ["u.0.conv", "u.0.act", "u.1.conv", "u.1.act"]
