@@ -245,3 +245,33 @@ def test_the_flat_spec_of_a_nested_one_has_no_blocks_and_full_names():
         in text
     )
     assert names(netspec.loads(text)) == ["u.0.conv", "u.0.act", "u.1.conv", "u.1.act"]
+
+
+def test_the_report_folds_rows_below_a_depth_into_their_modules():
+    from netspec.frontend.shape_report import folded_rows
+
+    text = (
+        HEAD
+        + BLOCK
+        + (
+            "layers:\n  - {type: Unit, name: layer1, out: 4, repeat: 2}\n"
+            "  - {type: MaxPool2d, name: pool, kernel_size: 2, return_indices: true}\n"
+            "  - Flatten\noutputs: [2, pool.indices]\n"
+        )
+    )
+    spec = load(text)
+    report = netspec.infer(spec)
+    one = folded_rows(report, spec.modules, 1)
+    assert [(r.name, r.type, r.inputs) for r in one] == [
+        ("layer1", "Sequential", ["input"]),
+        ("pool", "MaxPool2d", ["layer1"]),
+        ("2", "Flatten", ["pool"]),
+    ]
+    assert one[0].params == sum(r.params for r in report.rows[:4])
+    assert one[0].output_shape == report.rows[3].output_shape
+    two = folded_rows(report, spec.modules, 2)
+    assert [(r.name, r.type, r.inputs) for r in two][:2] == [
+        ("layer1.0", "Unit", ["input"]),
+        ("layer1.1", "Unit", ["layer1.0"]),
+    ]
+    assert folded_rows(report, spec.modules, 3) == report.rows

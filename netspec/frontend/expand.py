@@ -82,6 +82,7 @@ class Expander:
         self.source = collector.source
         self.kinds: dict[str, Any] = {**LAYER_TYPES, SEQUENTIAL: None, **blocks}
         self.flat: list[FlatLayer] = []
+        self.modules: dict[str, str] = {}  # full name of a Sequential or block instance -> type
         self.names: set[str] = set()  # every full name made so far
         self.virtual = 0
         self.top = _Scope("", "input")
@@ -170,6 +171,7 @@ class Expander:
     def _repeated(self, entry, origin, scope, previous, name, repeat, pending) -> str | None:
         """`repeat: N` with a name: a Sequential of N copies named name.0 .. name.N-1."""
         full = scope.prefix + name
+        self.modules[full] = SEQUENTIAL
         refs = entry.pop("inputs", None)
         made = previous if refs is None else self._resolve_inputs(refs, scope, origin)
         inner = _Scope(f"{full}.", made, scope.params, scope.note, scope.stack)
@@ -182,6 +184,7 @@ class Expander:
 
     def _nested(self, entry, origin, scope, full, input_ref) -> str | None:
         kind = entry["type"]
+        self.modules[full] = kind
         if kind == SEQUENTIAL:
             layers, outputs = entry.get("layers"), entry.get("outputs")
             extra = sorted(set(entry) - {"type", "name", "layers", "outputs"})

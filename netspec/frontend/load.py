@@ -95,7 +95,8 @@ def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | N
         del data["loss"]
     origins: dict[Path, Origin] = {}
     layer_origins: list[Origin] = []
-    entries = _validate_layers(data, origins, layer_origins, collector)
+    modules: dict[str, str] = {}
+    entries = _validate_layers(data, origins, layer_origins, modules, collector)
     for key, (kinds, what) in _ENTRY_SECTIONS.items():
         _normalize_section(data, key, kinds, what, origins, collector)
     if entries is not None:
@@ -114,11 +115,16 @@ def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | N
     sections._source = src
     sections._origins = origins
     sections._layer_origins = layer_origins
+    sections._modules = modules
     return sections, entries
 
 
 def _validate_layers(
-    data: dict, origins: dict[Path, Origin], layer_origins: list[Origin], collector: Collector
+    data: dict,
+    origins: dict[Path, Origin],
+    layer_origins: list[Origin],
+    modules: dict[str, str],
+    collector: Collector,
 ) -> list[Entry] | None:
     """Expand the nesting (blocks, Sequential, repeat) and validate every layer it makes.
 
@@ -129,6 +135,7 @@ def _validate_layers(
     if not isinstance(raw, list) or not raw:
         return None  # validating the Spec reports a missing, empty or non-list `layers`
     flat = expander.expand(raw, ("layers",))  # empty when every use failed (said so)
+    modules.update(expander.modules)
     if isinstance(data.get("outputs"), list):
         data["outputs"] = [expander.output_ref(ref) for ref in data["outputs"]]
     entries: list[Entry] = []

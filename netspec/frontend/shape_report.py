@@ -106,5 +106,46 @@ def _report(spec: Spec, graph: Graph, batch: int | None) -> ShapeReport:
     )
 
 
+def folded_rows(report: ShapeReport, modules: dict[str, str], depth: int) -> list[Row]:
+    """The rows with everything below `depth` folded into its module, as torchinfo's depth:
+    `layer1.0.conv1` at depth 1 is part of the row `layer1`, whose params and MACs add up
+    its layers', whose inputs are what they read from outside it (named at this depth too),
+    and whose output is its last layer's. `modules` gives their types (Spec.modules)."""
+    groups: dict[str, list[Row]] = {}
+    for row in report.rows:
+        groups.setdefault(".".join(row.name.split(".")[:depth]), []).append(row)
+    shown = {row.name: key for key, members in groups.items() for row in members}
+
+    def seen_as(ref: str) -> str:
+        """`ref` at this depth: its module, or itself (`input`, a side output kept whole)."""
+        if ref in shown:
+            return shown[ref]
+        producer = ref.rsplit(".", 1)[0]  # NAME.indices
+        return shown[producer] if shown.get(producer, producer) != producer else ref
+
+    folded = []
+    for key, members in groups.items():
+        reads: dict[str, Shape] = {}
+        for member in members:
+            for ref, shape in zip(member.inputs, member.input_shapes, strict=True):
+                seen = seen_as(ref)
+                if seen != key:
+                    reads.setdefault(seen, shape)
+        alone = len(members) == 1 and members[0].name == key
+        folded.append(
+            Row(
+                key,
+                members[0].type if alone else modules.get(key, "Sequential"),
+                list(reads),
+                list(reads.values()),
+                members[-1].output_shape,
+                sum(m.params for m in members),
+                sum(m.trainable_params for m in members),
+                sum(m.macs for m in members),
+            )
+        )
+    return folded
+
+
 def _concrete(shape: Shape, batch: int) -> tuple[int, ...]:
     return tuple(batch if d is None else d for d in shape)

@@ -129,6 +129,7 @@ class Spec(_Section):
     _source: Source | None = PrivateAttr(default=None)
     _origins: dict[Path, Origin] = PrivateAttr(default_factory=dict)  # of sections
     _layer_origins: list[Origin] = PrivateAttr(default_factory=list)  # of each layer
+    _modules: dict[str, str] = PrivateAttr(default_factory=dict)
     _warnings: list[Diagnostic] = PrivateAttr(default_factory=list)
     _graph: Graph | None = PrivateAttr(default=None)
     _graph_of: tuple = PrivateAttr(default=())  # what the graph was built from
@@ -143,6 +144,12 @@ class Spec(_Section):
         if self._source is None or self._source.name.startswith("<"):
             return None
         return FilePath(self._source.name).resolve().parent
+
+    @property
+    def modules(self) -> dict[str, str]:
+        """The Sequential and block instances nesting made, by module path: their type
+        (`{"layer1": "Sequential", "layer1.0": "BasicBlock"}`)."""
+        return dict(self._modules)
 
     @property
     def warnings(self) -> list[Diagnostic]:
