@@ -16,8 +16,8 @@ def flat_spec_text(spec: Spec) -> str:
     """The YAML text of `spec` with its nesting expanded (design.md §1.2)."""
     lines = [f"name: {_flow(spec.name)}", f"input: {_flow(_written(spec.input))}", "layers:"]
     previous = INPUT
-    for index, layer in enumerate(spec.layers):
-        name = layer.name if layer.name is not None else str(index)
+    for node in sorted(spec.graph.nodes, key=lambda node: node.index):  # sizes inferred
+        layer, name = node.layer, node.name
         entry = {"type": layer.type_name, "name": name}
         if layer.inputs is not None and list(layer.inputs) != [previous]:
             entry["inputs"] = list(layer.inputs)

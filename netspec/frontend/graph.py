@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netspec.frontend.diagnostics import Collector, did_you_mean
 from netspec.frontend.source import Path
@@ -252,7 +252,7 @@ def infer_shapes(
     """
     graph.shapes[INPUT] = (batch, *sample)
     guessed: set[str] = set()
-    for node in graph.nodes:
+    for k, node in enumerate(graph.nodes):
         inputs = [graph.shapes.get(ref) for ref in node.inputs]
         on_guess = any(ref in guessed for ref in node.inputs)
         if node.layer is None and _keeps_shape(node.failed_type):
@@ -264,6 +264,10 @@ def infer_shapes(
             graph.shapes[node.name] = None
             continue
         made = [node.name]  # and its side outputs, NAME.indices
+        inferred = node.layer.inferred_arguments(*inputs)
+        if inferred:  # the layer is the one with the sizes filled in, from here on
+            node = replace(node, layer=node.layer.model_copy(update=inferred))
+            graph.nodes[k] = node
         try:
             out = node.layer.output_shape(*inputs)
             for key, shape in node.layer.side_output_shapes(*inputs).items():

@@ -54,7 +54,8 @@ def loads(text: str, source: str = "<string>") -> Spec:
         graph = analyse(sections, entries, collector)
     collector.raise_if_errors()
     assert checked is not None  # no errors means every part validated
-    spec = sections.model_copy(update={"layers": [entry.layer for entry in entries]})
+    layers = [node.layer for node in sorted(graph.nodes, key=lambda node: node.index)]
+    spec = sections.model_copy(update={"layers": layers})  # with the inferred sizes
     spec.keep_graph(graph)
     spec._warnings = collector.warnings
     return spec

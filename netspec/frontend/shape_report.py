@@ -63,7 +63,7 @@ def infer(spec: Spec, batch_size: int | None = None) -> ShapeReport:
     graph = spec.graph
     if batch_size is not None:  # the same graph, its shapes at this batch size
         collector = spec.collector()
-        graph = Graph(graph.nodes, graph.outputs)
+        graph = Graph(list(graph.nodes), graph.outputs)
         infer_shapes(graph, spec.input.shape, batch_size, spec.layer_path, collector)
         collector.raise_if_errors()
     return _report(spec, graph, batch_size)

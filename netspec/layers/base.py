@@ -63,6 +63,11 @@ class Layer(BaseModel):
         return {k: v for k, v in self.model_dump().items() if k not in self.graph_keys}
 
     # -- schema side ------------------------------------------------------------------------
+    def inferred_arguments(self, *inputs: Shape) -> dict[str, Any]:
+        """Arguments left out that the input shapes fix (design.md §1.1, PyTorch's Lazy
+        modules): `{"in_channels": 3}` for a Conv2d without one. Empty by default."""
+        return {}
+
     def output_shape(self, *inputs: Shape) -> Shape:
         raise NotImplementedError(f"{type(self).__name__}.output_shape")
 
