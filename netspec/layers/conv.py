@@ -153,21 +153,49 @@ class Conv2d(Layer):
         order), and inference goes on with sizes from the nearest legal arguments (guessed).
         """
         _check_rank(x)
+        channels = x[1]
+        pads = self.explicit_padding()
+        padded = (x[2] + pads[0] + pads[1], x[3] + pads[2] + pads[3])
+        errors, seen = self._padding_errors(x, pads, padded)
+        errors += self._argument_errors()
+        if errors:
+            if channels != self.in_channels:
+                errors.append(self._channel_mismatch(seen, padded))
+            raise_shape_errors(errors, self._guessed_output(x, pads))
+        if channels != self.in_channels:
+            raise self._channel_mismatch(seen, padded)
+        out = self._output_size(padded)
+        return ConvGeometry(
+            kernel=pair(self.kernel_size),
+            stride=sliding_stride(pair(self.stride), out),
+            dilation=pair(self.dilation),
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            pads=pads,
+            padded=padded,
+            out=out,
+            unit_stride=pair(self.stride) == (1, 1),
+        )
+
+    def _padding_errors(self, x: Shape, pads: Pads, padded: tuple[int, int]):
+        """The padding's errors, and the input shape PyTorch's messages then show."""
         n, channels, height, width = x
-        pads = top, bottom, left, right = self.explicit_padding()
-        padded = (height + top + bottom, width + left + right)
-        errors = []
+        top, bottom, left, right = pads
         if self.padding_mode == "zeros":
-            if min(pads) < 0:
-                errors.append(_error("negative padding is not supported", "padding"))
+            errors = (
+                [_error("negative padding is not supported", "padding")] if min(pads) < 0 else []
+            )
             # F.conv2d pads only the odd 'same' pixel itself: its messages show that size.
-            seen = (n, channels, height + bottom - top, width + right - left)
-        else:
-            try:
-                self._check_mode_padding(x, pads)  # F.pad runs before the convolution
-            except ShapeError as error:
-                errors.append(error)
-            seen = (n, channels, *padded)
+            return errors, (n, channels, height + bottom - top, width + right - left)
+        try:
+            self._check_mode_padding(x, pads)  # F.pad runs before the convolution
+        except ShapeError as error:
+            return [error], (n, channels, *padded)
+        return [], (n, channels, *padded)
+
+    def _argument_errors(self) -> list[ShapeError]:
+        """The convolution's own run-time checks of stride, dilation and groups."""
+        errors = []
         if min(pair(self.stride)) <= 0:
             errors.append(_error("non-positive stride is not supported", "stride"))
         if min(pair(self.dilation)) < 0:
@@ -181,25 +209,7 @@ class Conv2d(Layer):
                     "out_channels",
                 )
             )
-        if errors:
-            if channels != self.in_channels:
-                errors.append(self._channel_mismatch(seen, padded))
-            raise_shape_errors(errors, self._guessed_output(x, pads))
-        if channels != self.in_channels:
-            raise self._channel_mismatch(seen, padded)
-        out = self._output_size(padded)
-        stride = sliding_stride(pair(self.stride), out)
-        return ConvGeometry(
-            kernel=pair(self.kernel_size),
-            stride=stride,
-            dilation=pair(self.dilation),
-            groups=self.groups,
-            padding_mode=self.padding_mode,
-            pads=pads,
-            padded=padded,
-            out=out,
-            unit_stride=pair(self.stride) == (1, 1),
-        )
+        return errors
 
     def _guessed_output(self, x: Shape, pads: Pads) -> Shape | None:
         """The output shape with the refused arguments replaced by the nearest legal ones."""

@@ -2,7 +2,8 @@
 
 PyTorch's pooling constructors accept any values; every check runs at forward time, so here
 they all live in `output_shape` (as ShapeError, in PyTorch's order and words). The window
-arithmetic (separable max and sums, their adjoints) lives in netspec.ops.windows.
+arithmetic (separable max and sums, their adjoints) lives in netspec.ops.windows, the
+adaptive bins in netspec.ops.adaptive.
 
 Gradients come back in the memory order of the input (NCHW or channels-last): the layer
 below combines them with arrays it saved in that order, and mixed orders cost a transpose.
@@ -33,10 +34,9 @@ from netspec.types import (
     torch_sizes,
 )
 
-np = lazy_import("numpy")
+adaptive = lazy_import("netspec.ops.adaptive")
 layout = lazy_import("netspec.ops.layout")
 windows = lazy_import("netspec.ops.windows")
-backend = lazy_import("netspec.ops.backend")
 
 # `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`. The schema leaves
 # out what output_shape refuses: null itself (no len()) and negative sizes.
@@ -157,15 +157,6 @@ def _window_arg_errors(
     return list(errors.values())
 
 
-def _pooled_lengths(axis: WindowAxis, count_include_pad: bool) -> np.ndarray:
-    """AvgPool2d's divisor along one axis (the part past size + pad never counts)."""
-    start = np.arange(axis.out) * axis.stride - axis.pad
-    end = np.minimum(start + axis.kernel, axis.size + axis.pad)
-    if count_include_pad:
-        return end - start
-    return np.minimum(end, axis.size) - np.maximum(start, 0)
-
-
 # -- the layers -------------------------------------------------------------------------------
 class MaxPool2d(Layer):
     """Max over sliding windows, padded with −inf. Mirrors torch.nn.MaxPool2d.
@@ -237,15 +228,10 @@ class AvgPool2d(Layer):
         ah, aw = self._axes(x)
         return (x[0], x[1], ah.out, aw.out)
 
-    def _divisor(self, ah: WindowAxis, aw: WindowAxis) -> np.ndarray:
-        if self.divisor_override is not None:
-            return np.full((ah.out, aw.out), self.divisor_override)
-        include = self.count_include_pad
-        return np.outer(_pooled_lengths(ah, include), _pooled_lengths(aw, include))
-
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         ah, aw = self._axes(x.shape)
-        divisor = ctx.xp.asarray(self._divisor(ah, aw), dtype=x.dtype)
+        divisor = windows.avg_divisor(ah, aw, self.count_include_pad, self.divisor_override)
+        divisor = ctx.xp.asarray(divisor, dtype=x.dtype)
         ctx.save(divisor, ah, aw, layout.is_channels_last(x))
         sums = windows.window_sums(x, ah, aw)  # (N, C, oh, ow)
         sums /= divisor
@@ -257,12 +243,6 @@ class AvgPool2d(Layer):
 
 
 # -- adaptive pooling ---------------------------------------------------------------------------
-def _bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Adaptive bins: [floor(i·size/out), ceil((i+1)·size/out)); they may overlap."""
-    i = np.arange(out)
-    return (i * size) // out, -((-(i + 1) * size) // out)
-
-
 def _adaptive_size(layer: Layer, x: Shape) -> tuple[int, int]:
     """output_size with None entries replaced by the input's size (after the rank check)."""
     _require_nchw(layer.type_name, x)
@@ -333,7 +313,7 @@ class AdaptiveMaxPool2d(Layer):
             ctx.save("windows", tap, *plan, layout.is_channels_last(x))
             indices = windows.flat_indices(tap, *plan) if self.return_indices else None
         else:
-            y, indices = _max_bins(x, oh, ow)
+            y, indices = adaptive.max_bins(x, oh, ow)
             ctx.save("bins", indices, x.shape, layout.is_channels_last(x))
         if self.return_indices:
             ctx.emit("indices", indices)
@@ -344,42 +324,7 @@ class AdaptiveMaxPool2d(Layer):
         if path == "windows":
             return windows.max_windows_backward(g, *saved)
         indices, shape, channels_last = saved
-        n, c, height, width = shape
-        xp = ctx.xp
-        planes = xp.arange(n * c).reshape(n, c, 1, 1) * (height * width)
-        # bins may overlap: one input can be the max of several bins, so gradients add up
-        dx = xp.bincount(
-            (indices + planes).ravel(), weights=g.ravel(), minlength=n * c * height * width
-        )
-        return layout.to_layout(dx.reshape(shape).astype(g.dtype, copy=False), channels_last)
-
-
-def _max_bins(x: Any, oh: int, ow: int) -> tuple[Any, Any]:
-    """Adaptive max over unequal bins: gather each bin's taps (a short bin repeats its last
-    element, which never changes the pick) and reduce width first. Returns values, indices."""
-    xp = backend.array_module(x)
-    n, c, height, width = x.shape
-    if oh == 0 or ow == 0 or x.size == 0:
-        empty = (n, c, oh, ow)
-        return xp.zeros(empty, dtype=x.dtype), xp.zeros(empty, dtype=np.int64)
-    rows, cols = _bin_taps(height, oh), _bin_taps(width, ow)  # (oh, Lh), (ow, Lw)
-    row_lists = [xp.asarray(rows[:, t]) for t in range(rows.shape[1])]
-    col_lists = [xp.asarray(cols[:, t]) for t in range(cols.shape[1])]
-    y, row_tap, col_tap = windows.separable_max(
-        x,
-        lambda a: [xp.take(a, chosen, axis=-1) for chosen in col_lists],  # (N, C, H, ow) each
-        lambda a: [xp.take(a, chosen, axis=-2) for chosen in row_lists],  # (N, C, oh, ow) each
-    )
-    row = xp.take(xp.asarray(rows), xp.arange(oh)[:, None] * rows.shape[1] + row_tap)
-    col = xp.take(xp.asarray(cols), xp.arange(ow) * cols.shape[1] + col_tap)
-    return y, row * width + col
-
-
-def _bin_taps(size: int, out: int) -> np.ndarray:
-    """(out, longest bin) input positions of each bin, short bins padded with their last."""
-    start, end = _bins(size, out)
-    taps = start[:, None] + np.arange((end - start).max())
-    return np.minimum(taps, end[:, None] - 1)
+        return layout.to_layout(adaptive.max_bins_backward(g, indices, shape), channels_last)
 
 
 class AdaptiveAvgPool2d(Layer):
@@ -420,32 +365,13 @@ class AdaptiveAvgPool2d(Layer):
             share = xp.asarray(1 / (ah.kernel * aw.kernel), dtype=x.dtype)
             ctx.save("windows", layout.is_channels_last(x), share, ah, aw)
             return windows.window_sums(x, ah, aw) * share
-        height, width = x.shape[2:]
-        # averaging matrices, y = A_h @ x @ A_wᵀ, as two large GEMMs
-        mean_h = xp.asarray(_bin_matrix(height, oh), dtype=x.dtype)  # (oh, H)
-        mean_w = xp.asarray(_bin_matrix(width, ow), dtype=x.dtype)  # (ow, W)
+        y, mean_h, mean_w = adaptive.mean_bins(x, oh, ow)  # unequal bins: two GEMMs
         ctx.save("matrices", layout.is_channels_last(x), mean_h, mean_w)
-        cols = (x.reshape(n * c * height, width) @ mean_w.T).reshape(n * c, height, ow)
-        y = cols.transpose(0, 2, 1).reshape(n * c * ow, height) @ mean_h.T  # (N*C*ow, oh)
-        return y.reshape(n, c, ow, oh).transpose(0, 1, 3, 2)
+        return y
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
         path, channels_last, *saved = ctx.saved
         if path == "windows":
             share, ah, aw = saved
             return layout.to_layout(windows.spread_windows(g * share, ah, aw), channels_last)
-        mean_h, mean_w = saved
-        (n, c, oh, ow), height, width = g.shape, mean_h.shape[1], mean_w.shape[1]
-        rows = (g.reshape(n * c * oh, ow) @ mean_w).reshape(n * c, oh, width)
-        dx = rows.transpose(0, 2, 1).reshape(n * c * width, oh) @ mean_h  # (N*C*W, H)
-        return layout.to_layout(
-            dx.reshape(n, c, width, height).transpose(0, 1, 3, 2), channels_last
-        )
-
-
-def _bin_matrix(size: int, out: int) -> np.ndarray:
-    """(out, size): row i averages bin i."""
-    start, end = _bins(size, out)
-    position = np.arange(size)
-    inside = (position >= start[:, None]) & (position < end[:, None])
-    return inside / np.maximum(end - start, 1)[:, None]
+        return layout.to_layout(adaptive.mean_bins_backward(g, *saved), channels_last)

@@ -220,3 +220,22 @@ def spread_windows(share: Any, ah: WindowAxis, aw: WindowAxis) -> Any:
     else:
         windows = fold_taps(aw, fold_taps(ah, share, -2, ah.extent), -1, aw.extent)
     return _unpad(windows, ah, aw)
+
+
+def avg_divisor(
+    ah: WindowAxis, aw: WindowAxis, count_include_pad: bool, divisor_override: int | None
+) -> np.ndarray:
+    """AvgPool2d's divisor per output position (oh, ow), float64 on the host."""
+    if divisor_override is not None:
+        return np.full((ah.out, aw.out), divisor_override)
+    include = count_include_pad
+    return np.outer(_pooled_lengths(ah, include), _pooled_lengths(aw, include))
+
+
+def _pooled_lengths(axis: WindowAxis, count_include_pad: bool) -> np.ndarray:
+    """AvgPool2d's divisor along one axis (the part past size + pad never counts)."""
+    start = np.arange(axis.out) * axis.stride - axis.pad
+    end = np.minimum(start + axis.kernel, axis.size + axis.pad)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, axis.size) - np.maximum(start, 0)
