@@ -179,17 +179,8 @@ class Network:
         """
         if not self._contexts:
             raise NetspecError("backward() needs a forward() call first")
-        grads_in = grad if isinstance(grad, tuple) else (grad,)
-        if len(grads_in) != len(self.graph.outputs):
-            raise InputError(
-                f"backward() got {len(grads_in)} gradient(s) for {len(self.graph.outputs)} "
-                "output(s); pass a tuple with one entry (or None) per output"
-            )
+        pending = self._output_gradients(grad)
         carries_grad = self._carries_grad[input_grad]
-        pending: dict[str, Any] = {}
-        for ref, g in zip(self.graph.outputs, grads_in, strict=True):
-            if g is not None and "." not in ref:
-                _accumulate(pending, ref, self.xp.asarray(g, dtype=self.dtype))
         for node in reversed(self.graph.nodes):
             g = pending.pop(node.name, None)
             ctx = self._contexts.pop(node.name)
@@ -210,6 +201,20 @@ class Network:
                 if carries_grad.get(ref, False):  # not side outputs (indices) nor unwanted
                     _accumulate(pending, ref, gi)
         return pending.get(INPUT) if input_grad else None
+
+    def _output_gradients(self, grad: Any) -> dict[str, Any]:
+        """The gradients given for the outputs, per value, in the network's dtype."""
+        grads_in = grad if isinstance(grad, tuple) else (grad,)
+        if len(grads_in) != len(self.graph.outputs):
+            raise InputError(
+                f"backward() got {len(grads_in)} gradient(s) for {len(self.graph.outputs)} "
+                "output(s); pass a tuple with one entry (or None) per output"
+            )
+        pending: dict[str, Any] = {}
+        for ref, g in zip(self.graph.outputs, grads_in, strict=True):
+            if g is not None and "." not in ref:
+                _accumulate(pending, ref, self.xp.asarray(g, dtype=self.dtype))
+        return pending
 
     def _timed(self, key: str, call: Callable[..., Any], *args: Any) -> Any:
         """call(*args), its seconds (the device's queue drained before and after) added to
