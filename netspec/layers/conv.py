@@ -285,7 +285,7 @@ class Conv2d(Layer):
     def _channel_mismatch(self, seen: Shape, padded: tuple[int, int]) -> ShapeError:
         try:  # what the declared arguments give, so that inference can go on
             recovered: Shape | None = (seen[0], self.out_channels, *self._output_size(padded))
-        except ShapeError:
+        except (ShapeError, ZeroDivisionError):  # stride 0 (reported already) gives no size
             recovered = None
         return ShapeError(
             f"Given groups={self.groups}, weight of size {torch_sizes(self.weight_shape())}, "

@@ -524,3 +524,12 @@ def test_cupy_matches_numpy():
             results.append([cupy.asnumpy(a) for a in (y, gx, *grads.values())])
         for ours, reference in zip(results[1], results[0], strict=True):
             np.testing.assert_allclose(ours, reference, rtol=1e-10, atol=1e-10)
+
+
+def test_a_zero_stride_and_a_channel_mismatch_are_both_reported():
+    # The channel message used to divide by the zero stride to guess an output size.
+    layer = Conv2d(in_channels=3, out_channels=4, kernel_size=3, stride=0)
+    with pytest.raises(ShapeError) as info:
+        layer.output_shape((None, 2, 8, 8))
+    fields = [e.field for e in (info.value, *info.value.more)]
+    assert "stride" in fields and "in_channels" in fields, fields
