@@ -2,15 +2,19 @@
 
 A layer's schema and shape rule run in the front end; its forward and backward need NumPy
 and the kernels. Written at the top of a module, `np = lazy_import("numpy")` gives a module
-object that the standard library's LazyLoader executes at its first attribute access and
-that is the real module from then on: the front end never pays for NumPy, the runtime pays
-one load.
+object whose code runs at the first attribute it lacks and that is the real module from
+then on: the front end never pays for NumPy, the runtime pays one load.
+
+Not the standard library's LazyLoader: that one loads at *any* attribute access, and
+inspect.getmodule asks every module in sys.modules for its `__file__` (pydantic calls it
+for each model with attribute docstrings, so defining a layer loaded every lazy module).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from types import ModuleType
 
 
@@ -21,12 +25,43 @@ def lazy_import(name: str) -> ModuleType:
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         raise ModuleNotFoundError(f"No module named '{name}'", name=name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
     module = importlib.util.module_from_spec(spec)
+    module.__class__ = _LazyModule
     sys.modules[name] = module
-    loader.exec_module(module)
     return module
+
+
+# What inspect.getmodule reads of every module in sys.modules, and what loading itself reads.
+# Anything else loads first: a submodule import reads the package's __path__, which must
+# not come before the package's own code has run.
+_READ_WITHOUT_LOADING = frozenset({"__name__", "__file__", "__spec__", "__class__", "__dict__"})
+_LOADING_LOCK = threading.RLock()  # one thread runs a module's code; others wait for it
+_loading: set[str] = set()  # modules whose code is running (they may read themselves)
+
+
+class _LazyModule(ModuleType):
+    """A module not run yet: its first attribute beyond _READ_WITHOUT_LOADING runs the code
+    in this very object, which then is a plain module."""
+
+    def __getattribute__(self, attribute: str) -> object:
+        name = ModuleType.__getattribute__(self, "__name__")
+        if attribute not in _READ_WITHOUT_LOADING and name not in _loading:
+            with _LOADING_LOCK:
+                if type(self) is _LazyModule and name not in _loading:
+                    _load(self, name)
+        return ModuleType.__getattribute__(self, attribute)
+
+
+def _load(module: ModuleType, name: str) -> None:
+    _loading.add(name)
+    try:
+        module.__spec__.loader.exec_module(module)  # type: ignore[union-attr]
+    except BaseException:
+        sys.modules.pop(name, None)  # as a failed import leaves it
+        raise
+    finally:
+        _loading.discard(name)
+    module.__class__ = ModuleType
 
 
 def is_loaded(module: ModuleType) -> bool:

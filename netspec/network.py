@@ -9,8 +9,7 @@ intermediate outputs are dropped as soon as their last reader has run.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,26 +17,18 @@ import numpy as np
 from netspec.errors import InputError, NetspecError
 from netspec.frontend.graph import INPUT, Graph
 from netspec.layers.base import Context, ParamView
-from netspec.ops.backend import array_module, get_xp, resolve_dtype, to_numpy
+from netspec.ops.backend import (
+    array_module,
+    get_xp,
+    keep_freed_memory,
+    parse_device,
+    resolve_dtype,
+    to_numpy,
+)
 from netspec.types import format_shape
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
-
-
-class _CallContext(Context):
-    """A layer call's Context, plus whether backward must return the input gradient.
-
-    `needs_input_grad` is False when no input of the layer leads back to a parameter or to
-    an input gradient the caller asked for (the first Conv2d of a network, when training
-    calls backward(..., input_grad=False)): the layer may skip that work and return None.
-    """
-
-    __slots__ = ("needs_input_grad",)
-
-    def __init__(self, xp: Any, training: bool, rng: Any = None):
-        super().__init__(xp, training, rng)
-        self.needs_input_grad = True
 
 
 class StateDictError(NetspecError):
@@ -160,11 +151,15 @@ class Network:
         outputs = set(self.graph.outputs)
         self._contexts = {}
         for k, node in enumerate(self.graph.nodes):
-            ctx = _CallContext(self.xp, self.training, rng)
+            ctx = Context(self.xp, self.training, rng)
             args = [values[ref] for ref in node.inputs]
             arg = args[0] if node.layer.arity == 1 else args
-            with self._timed(node.name, "forward"):
+            if self.timings is None:
                 values[node.name] = node.layer.forward(self._views[node.name], arg, ctx)
+            else:
+                values[node.name] = self._timed(
+                    f"{node.name}/forward", node.layer.forward, self._views[node.name], arg, ctx
+                )
             for key, side in ctx.outputs.items():
                 values[f"{node.name}.{key}"] = side
             ctx.outputs = {}
@@ -185,26 +180,20 @@ class Network:
         """
         if not self._contexts:
             raise NetspecError("backward() needs a forward() call first")
-        grads_in = grad if isinstance(grad, tuple) else (grad,)
-        if len(grads_in) != len(self.graph.outputs):
-            raise InputError(
-                f"backward() got {len(grads_in)} gradient(s) for {len(self.graph.outputs)} "
-                "output(s); pass a tuple with one entry (or None) per output"
-            )
+        pending = self._output_gradients(grad)
         carries_grad = self._carries_grad[input_grad]
-        pending: dict[str, Any] = {}
-        for ref, g in zip(self.graph.outputs, grads_in, strict=True):
-            if g is not None and ref in self._layer_names:  # not a side output (indices)
-                _accumulate(pending, ref, self.xp.asarray(g, dtype=self.dtype))
         for node in reversed(self.graph.nodes):
             g = pending.pop(node.name, None)
             ctx = self._contexts.pop(node.name)
             if g is None or not carries_grad[node.name]:
                 continue
             ctx.needs_input_grad = any(carries_grad.get(ref, False) for ref in node.inputs)
-            with self._timed(node.name, "backward"):
-                gx = node.layer.backward(
-                    self._views[node.name], g, ctx, self._grad_views[node.name]
+            call = (g, ctx, self._grad_views[node.name])
+            if self.timings is None:
+                gx = node.layer.backward(self._views[node.name], *call)
+            else:
+                gx = self._timed(
+                    f"{node.name}/backward", node.layer.backward, self._views[node.name], *call
                 )
             if not ctx.needs_input_grad:
                 continue
@@ -214,16 +203,31 @@ class Network:
                     _accumulate(pending, ref, gi)
         return pending.get(INPUT) if input_grad else None
 
-    @contextmanager
-    def _timed(self, name: str, phase: str) -> Iterator[None]:
-        if self.timings is None:
-            yield
-            return
+    def _output_gradients(self, grad: Any) -> dict[str, Any]:
+        """The gradients given for the outputs, per value, in the network's dtype."""
+        grads_in = grad if isinstance(grad, tuple) else (grad,)
+        if len(grads_in) != len(self.graph.outputs):
+            raise InputError(
+                f"backward() got {len(grads_in)} gradient(s) for {len(self.graph.outputs)} "
+                "output(s); pass a tuple with one entry (or None) per output"
+            )
+        pending: dict[str, Any] = {}
+        for ref, g in zip(self.graph.outputs, grads_in, strict=True):
+            if g is not None and ref in self._layer_names:  # not a side output (indices)
+                _accumulate(pending, ref, self.xp.asarray(g, dtype=self.dtype))
+        return pending
+
+    def _timed(self, key: str, call: Callable[..., Any], *args: Any) -> Any:
+        """call(*args), its seconds (the device's queue drained before and after) added to
+        self.timings[key]. Only while a bench has set `timings` to a dict: the plain loop
+        pays nothing for it."""
+        assert self.timings is not None
         self.synchronize()
         start = time.perf_counter()
-        yield
+        result = call(*args)
         self.synchronize()
-        self.timings.setdefault(f"{name}/{phase}", []).append(time.perf_counter() - start)
+        self.timings.setdefault(key, []).append(time.perf_counter() - start)
+        return result
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work (a no-op on the CPU)."""
@@ -294,5 +298,11 @@ def _host_array(value: Any) -> np.ndarray:
 
 
 def compile(spec: Spec, device: str = "cpu", dtype: str | Any = None, seed: int = 0) -> Network:
-    """The executable network of a checked spec. `dtype` defaults to the spec's input dtype."""
+    """The executable network of a checked spec. `dtype` defaults to the spec's input dtype.
+
+    For the CPU this is where netspec tunes glibc's allocator for training steps, once per
+    process (backend.keep_freed_memory says why; NETSPEC_KEEP_FREED_MEMORY=0 opts out).
+    """
+    if parse_device(device)[0] == "cpu":
+        keep_freed_memory()
     return Network(spec, spec.graph, device, resolve_dtype(dtype or spec.input.dtype), seed)

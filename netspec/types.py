@@ -1,4 +1,4 @@
-"""Argument types, layer names and shapes: what every schema of netspec is built from.
+"""Argument types, layer names, shapes and shape formulas: what every schema is built from.
 
 Strict types mirror PyTorch's constructor signatures (`Int`, `IntPair` for `_size_2_t`,
 ...), `Bounds` copies a validator's rule into the JSON Schema, and a Shape includes the
@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BeforeValidator, Field, Strict, WithJsonSchema
 
@@ -114,6 +115,9 @@ LayerRef = Annotated[
     ),
 ]
 """A layer name, `input`, or `NAME.indices`; a bare index means that layer's default name."""
+# The dtypes netspec computes in (a spec's input.dtype; ops.backend.DTYPES is this list),
+# and the wider set a layer's PyTorch `dtype` argument accepts (and ignores).
+ComputeDType = Literal["float32", "float64"]
 DTypeName = Literal["float16", "bfloat16", "float32", "float64"]
 
 
@@ -133,8 +137,13 @@ def prod(dims: Sequence[int | None]) -> int | None:
 
 
 def format_shape(shape: Shape) -> str:
+    """A shape as netspec writes it: (N, 1, 28, 28)."""
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
+
+def torch_sizes(shape: Shape) -> str:
+    """A shape as PyTorch prints sizes in its messages: [1, 3, 5, 5] (torch.Size's list)."""
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
 def expect_rank(layer: str, x: Shape, ranks: Sequence[int], layout: str) -> None:
@@ -146,3 +155,87 @@ def expect_rank(layer: str, x: Shape, ranks: Sequence[int], layout: str) -> None
         )
 
 
+def normalize_dim(dim: int, rank: int, field: str) -> int:
+    """A dimension counted from the front, as PyTorch's maybe_wrap_dim: `dim` may be in
+    [-rank, rank) (a 0-D tensor takes 0 or -1); anything else is PyTorch's error."""
+    span = max(rank, 1)
+    if not -span <= dim < span:
+        raise ShapeError(
+            f"Dimension out of range (expected to be in range of [{-span}, {span - 1}], "
+            f"but got {dim})",
+            field=field,
+            code="dim",
+        )
+    return dim % span
+
+
+# -- sliding windows ----------------------------------------------------------------------------
+# The shape formulas of convolution and pooling: pure integer arithmetic, which the shape
+# check runs before any array exists and the kernels run again on the arrays' shapes.
+Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
+
+
+def window_count(length: int, kernel: int, stride: int, dilation: int, ceil: bool = False) -> int:
+    """Windows of `kernel` taps, `dilation` apart, every `stride` along a (padded) length:
+    floor((L − d·(k−1) − 1) / s) + 1, or rounded up with `ceil`."""
+    extra = stride - 1 if ceil else 0
+    return (length - dilation * (kernel - 1) - 1 + extra) // stride + 1
+
+
+def pooled_size(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil: bool) -> int:
+    """PyTorch's pooling_output_shape, including ceil_mode's last-window rule."""
+    out = window_count(size + 2 * pad, kernel, stride, dilation, ceil)
+    if ceil and (out - 1) * stride >= size + pad:  # the last window must start inside
+        out -= 1
+    return out
+
+
+def sliding_stride(stride: tuple[int, int], out: tuple[int, int]) -> tuple[int, int]:
+    """The stride a kernel uses: along an axis with a single window any stride gives the same
+    result, and 1 keeps a huge one (2**62) out of the strided view's byte offsets."""
+    return (stride[0] if out[0] > 1 else 1, stride[1] if out[1] > 1 else 1)
+
+
+@dataclass(frozen=True)
+class WindowAxis:
+    """The windows along one spatial axis: `out` windows of `kernel` taps over `size` inputs.
+
+    Pooling's shape rule computes it; the window kernels (ops.windows) run over it.
+    """
+
+    size: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad: int
+    out: int
+
+    @property
+    def extent(self) -> int:
+        """Padded length the windows reach: (out−1)·s + d·(k−1) + 1."""
+        return (self.out - 1) * self.stride + self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def pads(self) -> tuple[int, int]:
+        """Padding before and after; the ceil_mode windows may reach past the declared pad."""
+        return self.pad, max(0, self.extent - self.pad - self.size)
+
+    @property
+    def tiles(self) -> bool:
+        """Windows tile the axis exactly (k == s, no dilation): backward is a reshape."""
+        return self.kernel == self.stride and self.dilation == 1
+
+
+class ConvGeometry(NamedTuple):
+    """One Conv2d call's windows, from its arguments and the input's shape: what the shape
+    rule checks and the kernels (ops.conv) run over."""
+
+    kernel: tuple[int, int]  # (kh, kw)
+    stride: tuple[int, int]  # as given, but 1 along an axis with one output (sliding_stride)
+    dilation: tuple[int, int]
+    groups: int
+    padding_mode: str  # PyTorch's: 'zeros', 'reflect', 'replicate' or 'circular'
+    pads: Pads  # (top, bottom, left, right); negative entries crop (non-zero modes only)
+    padded: tuple[int, int]  # (Hp, Wp): the plane the kernel slides over
+    out: tuple[int, int]  # (Ho, Wo)
+    unit_stride: bool  # the declared stride is 1: dx may come by correlation

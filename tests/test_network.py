@@ -267,3 +267,81 @@ class TestPyTorchParity:
         np.testing.assert_allclose(
             net(x), model(torch.from_numpy(x)).detach().numpy(), rtol=1e-8, atol=1e-8
         )
+
+
+# -- devices and timing ---------------------------------------------------------------------------
+class _FakeCupyOnNumpy:
+    """CuPy with two GPUs, computing in NumPy: each array it creates records the GPU that was
+    current then, so a test sees where a network put its arrays."""
+
+    def __init__(self):
+        self.current = 0
+        self.created_on: list[int] = []
+        fake = self
+
+        class Device:
+            def __init__(self, index: int = None):
+                self.index = fake.current if index is None else index
+
+            def use(self) -> None:
+                fake.current = self.index
+
+            def synchronize(self) -> None:
+                pass
+
+        class Runtime:
+            @staticmethod
+            def getDeviceCount() -> int:  # noqa: N802 - CuPy's name
+                return 2
+
+        self.cuda = type("cuda", (), {"Device": Device, "runtime": Runtime})
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        if name in ("asarray", "zeros", "zeros_like", "empty", "ones"):
+
+            def creating(*args, **kwargs):
+                self.created_on.append(self.current)
+                return value(*args, **kwargs)
+
+            return creating
+        return value
+
+
+def test_cuda_index_puts_the_network_on_that_gpu(monkeypatch):
+    from netspec.ops import backend
+
+    fake = _FakeCupyOnNumpy()
+    monkeypatch.setattr(backend, "_cupy", fake)
+    spec = _spec("specs/lenet5.yaml")
+    net = netspec.compile(spec, device="cuda:1")
+    assert net.xp is fake and fake.current == 1
+    net(_batch(spec))
+    assert fake.created_on and set(fake.created_on) == {1}
+
+
+def test_compiling_for_the_cpu_opts_into_the_allocator_tuning(monkeypatch):
+    from netspec import network
+    from netspec.ops import backend
+
+    calls = []
+    monkeypatch.setattr(network, "keep_freed_memory", lambda: calls.append(1) or True)
+    backend.get_xp("cpu")  # asking for a device changes no process setting
+    assert calls == []
+    netspec.compile(_spec("specs/lenet5.yaml"))
+    assert calls == [1]
+
+
+def test_timings_are_kept_only_when_asked_for():
+    spec = _spec("specs/lenet5.yaml")
+    net = netspec.compile(spec)
+    x = _batch(spec)
+    net.backward(np.ones(net(x).shape))
+    assert net.timings is None
+    net.timings = {}
+    net.backward(np.ones(net(x).shape))
+    names = [node.name for node in net.graph.nodes]
+    assert sorted(net.timings) == sorted(
+        [f"{n}/forward" for n in names] + [f"{n}/backward" for n in names]
+    )
+    assert all(len(seconds) == 1 and seconds[0] >= 0 for seconds in net.timings.values())

@@ -16,8 +16,10 @@ from pydantic import field_validator
 
 from netspec.errors import ArgError
 from netspec.layers.base import Layer
-from netspec.ops.special import erf
-from netspec.types import Bool, Float, Int, Shape, ShapeError
+from netspec.lazy import lazy_import
+from netspec.types import Bool, Float, Int, Shape, ShapeError, normalize_dim
+
+special = lazy_import("netspec.ops.special")
 
 _INF = math.inf
 # PyTorch's SELU constants (Klambauer et al., 2017), to the digits torch uses.
@@ -220,7 +222,7 @@ class GELU(_Elementwise):
             y *= x
             y *= 0.5  # 0.5 * x * (1 + u)
             return y
-        cdf = erf(x * math.sqrt(0.5), ctx.xp)
+        cdf = special.erf(x * math.sqrt(0.5), ctx.xp)
         cdf += 1
         cdf *= 0.5  # Phi(x)
         ctx.save(x, cdf)
@@ -269,15 +271,7 @@ class Softmax(Layer):
         """The dimension in force for an input of `rank` dimensions."""
         if self.dim is None:
             return 0 if rank in (0, 1, 3) else 1
-        span = max(rank, 1)  # PyTorch lets a 0-D tensor use dim 0 or -1
-        if not -span <= self.dim < span:
-            raise ShapeError(
-                f"Dimension out of range (expected to be in range of [{-span}, {span - 1}], "
-                f"but got {self.dim})",
-                field="dim",
-                code="dim",
-            )
-        return self.dim % span
+        return normalize_dim(self.dim, rank, "dim")
 
     def output_shape(self, x: Shape) -> Shape:
         try:

@@ -18,9 +18,14 @@ from netspec.types import LayerName, LayerRef, Shape
 
 class Context:
     """What one call of a layer may keep and use: saved arrays for backward, the mode, the
-    array module, a random generator, and side outputs (MaxPool2d's indices)."""
+    array module, a random generator, and side outputs (MaxPool2d's indices).
 
-    __slots__ = ("xp", "training", "rng", "saved", "outputs")
+    `needs_input_grad` is False when no input of the layer leads back to a parameter or to
+    an input gradient the caller asked for (the first Conv2d of a network, when training
+    calls backward(..., input_grad=False)): backward may skip that work and return None.
+    """
+
+    __slots__ = ("xp", "training", "rng", "saved", "outputs", "needs_input_grad")
 
     def __init__(self, xp: Any, training: bool, rng: Any = None):
         self.xp = xp
@@ -28,6 +33,7 @@ class Context:
         self.rng = rng
         self.saved: tuple = ()
         self.outputs: dict[str, Any] = {}
+        self.needs_input_grad = True
 
     def save(self, *arrays: Any) -> None:
         self.saved = arrays

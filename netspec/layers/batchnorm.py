@@ -1,21 +1,18 @@
 """BatchNorm2d. Mirrors torch/nn/modules/batchnorm.py.
 
-Speed notes: per-channel sums go through BLAS (`x3 @ ones`, batched dot products) rather
-than `mean(axis=(0, 2, 3))`, and every full-size array is allocated once and then updated
-in place (fresh allocations cost several times an in-place pass). Centred values are
-formed before squaring, so the variance does not suffer the cancellation of E[x^2] - E[x]^2.
+The layer is the schema, the shape rule and the per-channel parameters and buffers; the
+arithmetic (BLAS reductions, in-place passes) is netspec.ops.norm's.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import model_validator
 
 from netspec.errors import ArgError, InputError
 from netspec.layers.base import Layer
-from netspec.ops.backend import array_module
+from netspec.lazy import lazy_import
 from netspec.types import (
     Bool,
     Bounds,
@@ -26,31 +23,15 @@ from netspec.types import (
     Shape,
     ShapeError,
     format_shape,
+    torch_sizes,
 )
 
-
-def _channel_sums(a3: Any) -> Any:
-    """Sum of a (N, C, L) array over N and L, via a BLAS matrix-vector product."""
-    ones = array_module(a3).ones(a3.shape[2], dtype=a3.dtype)
-    return (a3 @ ones).sum(0)  # (N, C) -> (C,)
-
-
-def _channel_dots(a3: Any, b3: Any) -> Any:
-    """Per-channel sum of a*b over N and L for (N, C, L) arrays, without an (a*b) temporary."""
-    return (a3[:, :, None, :] @ b3[:, :, :, None]).sum((0, 2, 3))  # (N, C, 1, 1) -> (C,)
-
-
-def _per_element(v: Any, plane: int) -> Any:
-    """A per-channel (C,) vector repeated over each H*W plane: (C*H*W,).
-
-    Broadcasting it against (N, C*H*W) runs NumPy's contiguous inner loops, about twice
-    as fast as broadcasting (C, 1, 1) against (N, C, H, W).
-    """
-    return array_module(v).repeat(v, plane)
+np = lazy_import("numpy")
+norm = lazy_import("netspec.ops.norm")
 
 
 def _torch_size(shape: tuple[int, ...]) -> str:
-    return f"torch.Size([{', '.join(str(d) for d in shape)}])"
+    return f"torch.Size({torch_sizes(shape)})"
 
 
 def _eps_message(eps: float, training: bool) -> str | None:
@@ -69,7 +50,7 @@ class BatchNorm2d(Layer):
     Differences: PyTorch refuses eps <= 0 only when a training forward runs (eps < 0 in
     eval); netspec trains what it checks, so the shape check reports eps <= 0 up front.
     The batch-size rule (more than one value per channel) is checked when the batch size
-    is known: by `netspec check --batch-size`, else at run time (InputError).
+    is known: by the shape check when it is given one, else at run time (InputError).
     """
 
     keeps_shape: ClassVar[bool] = True
@@ -86,7 +67,7 @@ class BatchNorm2d(Layer):
     track_running_stats: Bool = True
     """If true, keep running mean/variance for eval mode; if false, always use batch stats."""
     device: DeviceName | None = None
-    """Accepted for compatibility; the network's --device decides placement."""
+    """Accepted for compatibility; the network's device decides placement."""
     dtype: DTypeName | None = None
     """Accepted for compatibility; the network runs in one dtype."""
     bias: Bool = True
@@ -173,9 +154,7 @@ class BatchNorm2d(Layer):
             values["num_batches_tracked"] = np.zeros((), dtype=np.int64)
         return values
 
-    # -- runtime side -------------------------------------------------------------------------
-    # Arrays are handled as views: x2 (N, C*H*W) for per-channel arithmetic, x3 (N, C, H*W)
-    # for per-channel reductions. Each full-size result is allocated once, then updated in place.
+    # -- runtime side: the arithmetic of netspec.ops.norm ------------------------------------
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         batch_stats = ctx.training or not self.track_running_stats
         if batch_stats and x.shape[0] * x.shape[2] * x.shape[3] == 1:
@@ -195,78 +174,46 @@ class BatchNorm2d(Layer):
             return self._backward_batch_stats(p, g, ctx, grads)
         return self._backward_running_stats(p, g, ctx, grads)
 
+    def _affine(self, p: Any) -> tuple[Any, Any]:
+        """(weight, bias), None where the layer learns none."""
+        weight = p.weight if self.affine else None
+        return weight, p.bias if self._has_bias else None
+
     def _forward_batch_stats(self, p: Any, x: Any, ctx: Any) -> Any:
-        n_, c, h, w = x.shape
-        n = n_ * h * w
         update = ctx.training and self.track_running_stats
         if update:
             p.num_batches_tracked = ctx.xp.asarray(p.num_batches_tracked + 1)
-        if n == 0:  # an empty batch: PyTorch counts it but leaves the statistics alone
-            ctx.save("batch", x, None, None)
-            return x.copy()
-        mean = _channel_sums(x.reshape(n_, c, h * w)) / n  # (C,)
-        y = x.reshape(n_, c * h * w) - _per_element(mean, h * w)  # (N, C*H*W), centred
-        y3 = y.reshape(n_, c, h * w)
-        var = _channel_dots(y3, y3) / n  # biased, from centred values: no cancellation
-        inv_std = 1.0 / ctx.xp.sqrt(var + self.eps)
-        if update:
-            self._update_running_stats(p, mean, var, n)
-        y *= _per_element(p.weight * inv_std if self.affine else inv_std, h * w)
-        if self._has_bias:
-            y += _per_element(p.bias, h * w)
-        ctx.save("batch", x, mean, inv_std)
-        return y.reshape(x.shape)
-
-    def _update_running_stats(self, p: Any, mean: Any, var: Any, n: int) -> None:
-        # momentum None: the cumulative moving average over the batches seen so far
-        factor = self.momentum
-        if factor is None:
-            factor = 1.0 / float(p.num_batches_tracked)
-        p.running_mean = p.running_mean * (1.0 - factor) + mean * factor
-        p.running_var = p.running_var * (1.0 - factor) + var * (factor * n / (n - 1))
+        y, stats = norm.batch_norm(x, *self._affine(p), self.eps)
+        if update and stats is not None:
+            # momentum None: the cumulative moving average over the batches seen so far
+            factor = self.momentum
+            if factor is None:
+                factor = 1.0 / float(p.num_batches_tracked)
+            p.running_mean, p.running_var = norm.updated_running_stats(
+                p.running_mean, p.running_var, stats, factor
+            )
+        ctx.save("batch", x, stats)
+        return y
 
     def _backward_batch_stats(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:
-        _, x, mean, inv_std = ctx.saved
-        if mean is None:  # empty batch
-            self._accumulate(grads, g.sum((0, 2, 3)), g.sum((0, 2, 3)))
-            return g.copy()
-        n_, c, h, w = x.shape
-        n = n_ * h * w
-        g3 = g.reshape(n_, c, h * w)  # (N, C, L)
-        sum_g = _channel_sums(g3)
-        dx = x.reshape(n_, c * h * w) - _per_element(mean, h * w)  # (N, C*H*W), centred
-        sum_g_xhat = _channel_dots(g3, dx.reshape(g3.shape)) * inv_std  # = dweight
-        self._accumulate(grads, sum_g_xhat, sum_g)
-        # dx = a * (g - xhat * sum_g_xhat / n - sum_g / n), with a = weight * inv_std
-        a = p.weight * inv_std if self.affine else inv_std
-        dx *= _per_element(sum_g_xhat * inv_std * (-1.0 / n), h * w)
-        dx += g.reshape(dx.shape)
-        dx *= _per_element(a, h * w)
-        dx -= _per_element(a * sum_g * (1.0 / n), h * w)
-        return dx.reshape(x.shape)
+        _, x, stats = ctx.saved
+        d = norm.batch_norm_backward(g, x, self._affine(p)[0], stats)
+        self._accumulate(grads, d.weight, d.bias)
+        return d.input
 
     def _forward_running_stats(self, p: Any, x: Any, ctx: Any) -> Any:
-        n_, c, h, w = x.shape
-        inv_std = 1.0 / ctx.xp.sqrt(p.running_var + self.eps)
-        scale = p.weight * inv_std if self.affine else inv_std
-        shift = -p.running_mean * scale
-        if self._has_bias:
-            shift += p.bias
-        y = x.reshape(n_, c * h * w) * _per_element(scale, h * w)  # (N, C*H*W)
-        y += _per_element(shift, h * w)
+        y, inv_std, scale = norm.running_norm(
+            x, *self._affine(p), p.running_mean, p.running_var, self.eps
+        )
         ctx.save("running", x if self.affine else None, inv_std, scale)
-        return y.reshape(x.shape)
+        return y
 
     def _backward_running_stats(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:
         _, x, inv_std, scale = ctx.saved
-        n_, c, h, w = g.shape
+        d = norm.running_norm_backward(g, x, p.running_mean, inv_std, scale)
         if self.affine:
-            g3 = g.reshape(n_, c, h * w)  # (N, C, L)
-            centred = x.reshape(n_, c * h * w) - _per_element(p.running_mean, h * w)
-            dweight = _channel_dots(g3, centred.reshape(g3.shape)) * inv_std
-            self._accumulate(grads, dweight, _channel_sums(g3))
-        dx = g.reshape(n_, c * h * w) * _per_element(scale, h * w)  # (N, C*H*W)
-        return dx.reshape(g.shape)
+            self._accumulate(grads, d.weight, d.bias)
+        return d.input
 
     def _accumulate(self, grads: Any, dweight: Any, dbias: Any) -> None:
         if self.affine:

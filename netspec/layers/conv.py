@@ -1,75 +1,45 @@
 """Conv2d. Mirrors torch/nn/modules/conv.py.
 
-How it runs (pytorch-semantics.md §6), one code path for NumPy and CuPy, two layouts:
-- channels-last rows (the usual case): pad the input once into (N, Hp, Wp, C), copy its
-  windows into rows (N·Ho·Wo, kh·kw·C/G) and multiply by the weights (kh·kw·C/G, O/G). The
-  product is already the output, channels-last: the layer returns it as an (N, O, Ho, Wo)
-  view of that memory, so the next convolution needs no transpose, and its input gradient
-  comes back in the order the layer below saved. On the CPU the rows are built a block of
-  images at a time (kernels.image_blocks) into one reused buffer that stays in cache for the
-  GEMM; columns are never kept for backward unless they are that small.
-- backward: db is a GEMV; dW is gᵀ @ rows, the rows built again a block at a time. The input
-  gradient, with stride 1 and O <= C, correlates the zero-padded gradient with the flipped
-  kernel, and dW then comes from the same gradient windows; otherwise each kernel offset's
-  product g @ W[:, :, i, j] is added back onto the padded input (fold). The padding's adjoint
-  comes last. `ctx.needs_input_grad` False (the network's first layer in training) skips dx.
-- channel-major columns (one input channel a group: a first layer on grey images,
-  depthwise): columns (G, C/G·kh·kw, N·Ho·Wo) copy runs of Wo instead of runs of kw; they
-  are small, kept for dW, and the output is turned NCHW in the pass that adds the bias.
+The layer is PyTorch's constructor (its argument rules), the shape rule (PyTorch's run-time
+checks, every error at once) and the weights; its forward and backward run the kernels of
+netspec.ops.conv, which says how (two layouts, blocks of images, correlation or fold).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, field_validator, model_validator
 
 from netspec.errors import ArgError, raise_arg_errors, raise_shape_errors
 from netspec.layers.base import Layer, kaiming_uniform_bound
-from netspec.ops.backend import array_module
-from netspec.ops.kernels import (
-    Pads,
-    fits_one_block,
-    fold_into,
-    fpad,
-    fpad_backward,
-    im2col_channel_major,
-    im2col_rows,
-    image_blocks,
-    is_channels_last,
-    pad2d_backward,
-    sliding_stride,
-    to_channels_last,
-    to_layout,
-)
+from netspec.lazy import lazy_import
 from netspec.types import (
     Bool,
     Bounds,
+    ConvGeometry,
     DeviceName,
     DTypeName,
     Int,
     IntPair,
     NonNegativeInt,
     NonNegativeIntPair,
+    Pads,
     Shape,
     ShapeError,
     expect_rank,
     format_shape,
     pair,
+    sliding_stride,
+    torch_sizes,
+    window_count,
 )
+
+conv = lazy_import("netspec.ops.conv")
 
 PADDING_STRINGS = ("valid", "same")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-class Geometry(NamedTuple):
-    """Sizes of one call, from the input's shape."""
-
-    pads: Pads  # (top, bottom, left, right); negative entries crop (non-zero modes only)
-    padded: tuple[int, int]  # (Hp, Wp): the plane the kernel slides over
-    out: tuple[int, int]  # (Ho, Wo)
-    stride: tuple[int, int]  # as given, but 1 along an axis with one output (sliding_stride)
 
 
 class Conv2d(Layer):
@@ -120,7 +90,7 @@ class Conv2d(Layer):
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
     """How the padding is filled: 'zeros', 'reflect', 'replicate' or 'circular'."""
     device: DeviceName | None = None
-    """Accepted for compatibility; the network's --device decides placement."""
+    """Accepted for compatibility; the network's device decides placement."""
     dtype: DTypeName | None = None
     """Accepted for compatibility; the network runs in one dtype."""
 
@@ -176,28 +146,56 @@ class Conv2d(Layer):
     def output_shape(self, x: Shape) -> Shape:
         return (x[0], self.out_channels, *self.geometry(x).out)
 
-    def geometry(self, x: Shape) -> Geometry:
+    def geometry(self, x: Shape) -> ConvGeometry:
         """Padding and sizes for an input of shape x, or PyTorch's errors as a ShapeError.
 
         PyTorch stops at its first error; here every argument error is found (in PyTorch's
         order), and inference goes on with sizes from the nearest legal arguments (guessed).
         """
         _check_rank(x)
+        channels = x[1]
+        pads = self.explicit_padding()
+        padded = (x[2] + pads[0] + pads[1], x[3] + pads[2] + pads[3])
+        errors, seen = self._padding_errors(x, pads, padded)
+        errors += self._argument_errors()
+        if errors:
+            if channels != self.in_channels:
+                errors.append(self._channel_mismatch(seen, padded))
+            raise_shape_errors(errors, self._guessed_output(x, pads))
+        if channels != self.in_channels:
+            raise self._channel_mismatch(seen, padded)
+        out = self._output_size(padded)
+        return ConvGeometry(
+            kernel=pair(self.kernel_size),
+            stride=sliding_stride(pair(self.stride), out),
+            dilation=pair(self.dilation),
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            pads=pads,
+            padded=padded,
+            out=out,
+            unit_stride=pair(self.stride) == (1, 1),
+        )
+
+    def _padding_errors(self, x: Shape, pads: Pads, padded: tuple[int, int]):
+        """The padding's errors, and the input shape PyTorch's messages then show."""
         n, channels, height, width = x
-        pads = top, bottom, left, right = self.explicit_padding()
-        padded = (height + top + bottom, width + left + right)
-        errors = []
+        top, bottom, left, right = pads
         if self.padding_mode == "zeros":
-            if min(pads) < 0:
-                errors.append(_error("negative padding is not supported", "padding"))
+            errors = (
+                [_error("negative padding is not supported", "padding")] if min(pads) < 0 else []
+            )
             # F.conv2d pads only the odd 'same' pixel itself: its messages show that size.
-            seen = (n, channels, height + bottom - top, width + right - left)
-        else:
-            try:
-                self._check_mode_padding(x, pads)  # F.pad runs before the convolution
-            except ShapeError as error:
-                errors.append(error)
-            seen = (n, channels, *padded)
+            return errors, (n, channels, height + bottom - top, width + right - left)
+        try:
+            self._check_mode_padding(x, pads)  # F.pad runs before the convolution
+        except ShapeError as error:
+            return [error], (n, channels, *padded)
+        return [], (n, channels, *padded)
+
+    def _argument_errors(self) -> list[ShapeError]:
+        """The convolution's own run-time checks of stride, dilation and groups."""
+        errors = []
         if min(pair(self.stride)) <= 0:
             errors.append(_error("non-positive stride is not supported", "stride"))
         if min(pair(self.dilation)) < 0:
@@ -206,19 +204,12 @@ class Conv2d(Layer):
             errors.append(
                 _error(
                     f"Given groups={self.groups}, expected weight to be at least {self.groups} "
-                    f"at dimension 0, but got weight of size {_dims(self.weight_shape())} "
+                    f"at dimension 0, but got weight of size {torch_sizes(self.weight_shape())} "
                     "instead",
                     "out_channels",
                 )
             )
-        if errors:
-            if channels != self.in_channels:
-                errors.append(self._channel_mismatch(seen, padded))
-            raise_shape_errors(errors, self._guessed_output(x, pads))
-        if channels != self.in_channels:
-            raise self._channel_mismatch(seen, padded)
-        out = self._output_size(padded)
-        return Geometry(pads, padded, out, sliding_stride(pair(self.stride), out))
+        return errors
 
     def _guessed_output(self, x: Shape, pads: Pads) -> Shape | None:
         """The output shape with the refused arguments replaced by the nearest legal ones."""
@@ -248,7 +239,7 @@ class Conv2d(Layer):
         if 0 in (channels, height, width):
             raise _error(
                 "Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and other "
-                f"non-zero dimensions for input, but got: {_dims(x)}",
+                f"non-zero dimensions for input, but got: {torch_sizes(x)}",
                 None,
             )
         if self.padding_mode != "reflect":
@@ -261,7 +252,7 @@ class Conv2d(Layer):
                 raise _error(
                     f"Argument #{argument}: Padding size should be less than the corresponding "
                     f"input dimension, but got: padding {sides} at dimension {dim} of input "
-                    f"{_dims(x)}",
+                    f"{torch_sizes(x)}",
                     "padding",
                 )
 
@@ -286,16 +277,19 @@ class Conv2d(Layer):
         if kh == 0 or kw == 0:
             message = "kernel size should be greater than zero, but got "
             raise _error(f"{message}kernel_height: {kh} kernel_width: {kw}", "kernel_size")
-        return ((padded[0] - span_h) // sh + 1, (padded[1] - span_w) // sw + 1)
+        return (
+            window_count(padded[0], kh, sh, dilation[0]),
+            window_count(padded[1], kw, sw, dilation[1]),
+        )
 
     def _channel_mismatch(self, seen: Shape, padded: tuple[int, int]) -> ShapeError:
         try:  # what the declared arguments give, so that inference can go on
             recovered: Shape | None = (seen[0], self.out_channels, *self._output_size(padded))
-        except ShapeError:
+        except (ShapeError, ZeroDivisionError):  # stride 0 (reported already) gives no size
             recovered = None
         return ShapeError(
-            f"Given groups={self.groups}, weight of size {_dims(self.weight_shape())}, "
-            f"expected input{_dims(seen)} to have {self.in_channels} channels, but got "
+            f"Given groups={self.groups}, weight of size {torch_sizes(self.weight_shape())}, "
+            f"expected input{torch_sizes(seen)} to have {self.in_channels} channels, but got "
             f"{seen[1]} channels instead",
             field="in_channels",
             hint=f"set in_channels: {seen[1]}",
@@ -326,187 +320,19 @@ class Conv2d(Layer):
             values["bias"] = rng.uniform(-bound, bound, (self.out_channels,))
         return values
 
-    # -- runtime -----------------------------------------------------------------------------
+    # -- runtime: the kernels of netspec.ops.conv --------------------------------------------
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
-        geo = self.geometry(x.shape)
-        if self._uses_rows(x.shape[1]):
-            return self._forward_rows(p, x, ctx, geo)
-        return self._forward_channel_major(p, x, ctx, geo)
+        y, saved = conv.conv2d(x, p.weight, p.bias if self.bias else None, self.geometry(x.shape))
+        ctx.save(*saved)
+        return y  # (N, O, Ho, Wo)
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, O, Ho, Wo)
-        layout, saved, x_shape, geo, channels_last = ctx.saved
-        input_grad = getattr(ctx, "needs_input_grad", True)
-        if layout == "rows":
-            dx = self._backward_rows(p, g, grads, input_grad, saved, x_shape, geo)
-        else:
-            dx = self._backward_channel_major(p, g, grads, input_grad, saved, x_shape, geo)
-        if dx is None:
-            return None
-        if self.padding_mode != "zeros":  # dx is on the padded plane: the padding's adjoint
-            dx = fpad_backward(dx, x_shape[2:], geo.pads, self.padding_mode)
-        return to_layout(dx, channels_last)  # what the layer below saved: no mixed layouts
-
-    def _uses_rows(self, channels: int) -> bool:
-        """Channels-last rows, unless a group has a single input channel.
-
-        Rows give the GEMM its faster (N·Ho·Wo, O) orientation and hand the next layer a
-        channels-last output, so the next convolution's input and gradient need no transpose
-        (VGG's 3-channel first layer: 5% off the step). With one channel a group, NCHW already
-        is channels-last and rows would copy runs of kw values where channel-major columns
-        copy runs of Wo (LeNet's first layer: a third off the step).
-        """
-        return channels // self.groups > 1
-
-    def _windows(self, geo: Geometry) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        return pair(self.kernel_size), geo.stride, pair(self.dilation)
-
-    # -- channels-last rows, a block of images at a time --------------------------------------
-    def _forward_rows(self, p: Any, x: Any, ctx: Any, geo: Geometry) -> Any:
-        if self.padding_mode == "zeros":
-            padded = to_channels_last(x, geo.pads)  # (N, Hp, Wp, C)
-        else:
-            padded = to_channels_last(fpad(x, geo.pads, self.padding_mode))
-        weight = _rows_weight(p.weight, self.groups)  # (G, K/G, O/G)
-        n, pixels = x.shape[0], geo.out[0] * geo.out[1]
-        y = array_module(x).empty((n * pixels, self.out_channels), dtype=x.dtype)
-        values = self.groups * weight.shape[1] * pixels  # of columns, per image
-        blocks, buffer = image_blocks(n, values, x)
-        keep = fits_one_block(n * values, x)  # small columns serve backward too
-        col = None
-        for images in blocks:
-            col = im2col_rows(
-                padded[images], *self._windows(geo), geo.out, self.groups, None if keep else buffer
-            )
-            block = y[images.start * pixels : images.stop * pixels]  # (B*Ho*Wo, O)
-            _rows_product(col, weight, out=block)
-            if self.bias:
-                block += p.bias
-        ctx.save("rows", (padded, col if keep else None), x.shape, geo, is_channels_last(x))
-        return y.reshape(n, *geo.out, self.out_channels).transpose(0, 3, 1, 2)
-
-    def _backward_rows(self, p, g, grads, input_grad, saved, x_shape, geo):
-        (padded, col), rows = saved, _channels_last_rows(g)  # rows: (N*Ho*Wo, O)
-        if self.bias:  # a GEMV: .sum(0) over the rows takes 5x as long
-            grads.bias += array_module(g).ones(rows.shape[0], dtype=g.dtype) @ rows
-        if input_grad and self._correlation_pays(x_shape[1]):
-            dw, dx = self._correlate(p.weight, g, x_shape, geo, padded)
-        else:
-            dw = self._weight_grad_from_columns(rows, padded, geo, col)
-            dx = self._input_grad_by_fold(p.weight, rows, x_shape, geo) if input_grad else None
-        grads.weight += dw
-        return dx
-
-    def _correlation_pays(self, channels: int) -> bool:
-        """Stride 1, dx by correlation rather than the fold, when O <= C: correlation copies
-        kh·kw·O gradient values per input pixel into windows; the fold's products write
-        kh·kw·C values per output pixel and add them back in kh·kw passes. (Measured: LeNet's
-        6->16 layer 3x faster by the fold, VGG's equal-width layers ~10% faster correlated.)"""
-        return pair(self.stride) == (1, 1) and self.out_channels <= channels
-
-    def _correlate(self, weight: Any, g: Any, x_shape: Shape, geo: Geometry, padded: Any):
-        """Stride 1: dx is g, zero-padded by d·(k−1), correlated with the flipped kernel;
-        with the padded input, dW comes from the same windows: dW[i, j] = xᵀ @ g_windows at
-        offset (kh−1−i, kw−1−j). Returns (dW or None, dx).
-
-        Zero padding wants dx on the input's own plane only (smaller pads, or a crop of g);
-        the other modes want it on the whole padded plane, for their adjoint.
-        """
-        xp, groups, (out_channels, per_group, kh, kw) = array_module(g), self.groups, weight.shape
-        _, _, (dh, dw) = self._windows(geo)
-        zeros = self.padding_mode == "zeros"
-        top, bottom, left, right = geo.pads if zeros else (0, 0, 0, 0)
-        plane = x_shape[2:] if zeros else geo.padded
-        reach_h, reach_w = dh * (kh - 1), dw * (kw - 1)
-        g_pads = (reach_h - top, reach_h - bottom, reach_w - left, reach_w - right)
-        per_out, width = out_channels // groups, kh * kw * out_channels // groups
-        flipped = weight.reshape(groups, per_out, per_group, kh, kw)[..., ::-1, ::-1]
-        flipped = flipped.transpose(0, 3, 4, 1, 2).reshape(groups, width, per_group)
-        (n, channels), pixels = x_shape[:2], plane[0] * plane[1]
-        dx = xp.empty((n * pixels, channels), dtype=g.dtype)
-        dw_flipped = xp.zeros((groups, width, per_group), dtype=g.dtype)  # (G, K', C/G)
-        blocks, buffer = image_blocks(n, groups * width * pixels, g)
-        for images in blocks:
-            g_padded = to_channels_last(g[images], g_pads)  # (B, h + reach_h, w + reach_w, O)
-            col = im2col_rows(g_padded, (kh, kw), (1, 1), (dh, dw), plane, groups, buffer)
-            rows = slice(images.start * pixels, images.stop * pixels)
-            _rows_product(col, flipped, out=dx[rows])
-            if padded is not None:
-                inputs = padded[images, top : top + plane[0], left : left + plane[1]]
-                inputs = inputs.reshape(rows.stop - rows.start, channels)  # (B*h*w, C)
-                dw_flipped += col.transpose(0, 2, 1) @ _grouped_rows(inputs, groups)
-        dx = dx.reshape(n, *plane, channels).transpose(0, 3, 1, 2)
-        if padded is None:
-            return None, dx
-        dw_flipped = dw_flipped.reshape(groups, kh, kw, per_out, per_group)[:, ::-1, ::-1]
-        return dw_flipped.transpose(0, 3, 4, 1, 2).reshape(weight.shape), dx
-
-    def _weight_grad_from_columns(self, rows: Any, padded: Any, geo: Geometry, col: Any):
-        """dW = gᵀ @ columns: those kept from forward (`col`), or else built again a block at
-        a time (large columns, kh·kw times the input, are not kept)."""
-        xp, groups = array_module(rows), self.groups
-        out_channels, per_group, kh, kw = self.weight_shape()
-        pixels, per_out = geo.out[0] * geo.out[1], out_channels // groups
-        dw = xp.zeros((groups, kh * kw * per_group, per_out), dtype=rows.dtype)
-        rebuild = col is None
-        if rebuild:
-            blocks, buffer = image_blocks(padded.shape[0], groups * dw.shape[1] * pixels, padded)
-        else:
-            blocks, buffer = [slice(0, padded.shape[0])], None
-        for images in blocks:
-            if rebuild:  # (on a GPU `buffer` is None: one block, a fresh array)
-                col = im2col_rows(padded[images], *self._windows(geo), geo.out, groups, buffer)
-            block = rows[images.start * pixels : images.stop * pixels]  # (B*Ho*Wo, O)
-            dw += col.transpose(0, 2, 1) @ _grouped_rows(block, groups)  # (G, K/G, O/G)
-        dw = dw.reshape(groups, kh, kw, per_group, per_out)
-        return dw.transpose(0, 4, 3, 1, 2).reshape(out_channels, per_group, kh, kw)
-
-    def _input_grad_by_fold(self, weight: Any, rows: Any, x_shape: Shape, geo: Geometry):
-        """Any stride: per kernel offset (i, j), g @ W[:, :, i, j] added onto the padded input
-        at that offset. Offset-major products make each add a run of Wo·C/G values."""
-        xp, groups = array_module(rows), self.groups
-        out_channels, per_group, kh, kw = weight.shape
-        kernel, stride, dilation = self._windows(geo)
-        (hp, wp), pixels = geo.padded, geo.out[0] * geo.out[1]
-        taps = weight.reshape(groups, out_channels // groups, per_group, kh * kw)
-        taps = taps.transpose(0, 3, 1, 2)  # (G, kh*kw, O/G, C/G)
-        dx = xp.zeros((x_shape[0], hp, wp, groups, per_group), dtype=rows.dtype)
-        for images in image_blocks(x_shape[0], groups * kh * kw * per_group * pixels, rows)[0]:
-            block = _grouped_rows(rows[images.start * pixels : images.stop * pixels], groups)
-            d_col = (block[:, None] @ taps).reshape(
-                groups, kh, kw, images.stop - images.start, *geo.out, per_group
-            )  # (G, kh, kw, B, Ho, Wo, C/G)
-            fold_into(
-                dx[images].transpose(3, 4, 0, 1, 2),  # (G, C/G, B, Hp, Wp): a view, summed into
-                lambda i, j, d_col=d_col: d_col[:, i, j].transpose(0, 4, 1, 2, 3),
-                kernel,
-                stride,
-                dilation,
-                geo.out,
-            )
-        dx = dx.reshape(x_shape[0], hp, wp, groups * per_group).transpose(0, 3, 1, 2)
-        return pad2d_backward(dx, x_shape[2:], geo.pads) if self.padding_mode == "zeros" else dx
-
-    # -- channel-major columns, the whole batch at once ---------------------------------------
-    def _forward_channel_major(self, p: Any, x: Any, ctx: Any, geo: Geometry) -> Any:
-        """Few channels (a network's first layer, mostly): the columns are small, and kept
-        from forward to backward."""
-        padded = fpad(x, geo.pads, self.padding_mode)  # (N, C, Hp, Wp)
-        col = im2col_channel_major(padded, *self._windows(geo), geo.out, self.groups)
-        ctx.save("channel_major", col, x.shape, geo, is_channels_last(x))
-        y = _grouped(p.weight, self.groups) @ col  # (G, O/G, N*Ho*Wo)
-        return _to_batch_major(y, x.shape[0], geo.out, p.bias if self.bias else None)
-
-    def _backward_channel_major(self, p, g, grads, input_grad, col, x_shape, geo):
-        g_col = _to_channel_major(g, self.groups)  # (G, O/G, N*Ho*Wo)
-        # (col @ gᵀ)ᵀ: the long N*Ho*Wo reduction runs as the GEMM's inner dimension of both.
-        grads.weight += (col @ g_col.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(p.weight.shape)
+        # needs_input_grad False (the network's first layer in training) skips dx
+        d = conv.conv2d_backward(g, p.weight, ctx.saved, self.bias, ctx.needs_input_grad)
+        grads.weight += d.weight
         if self.bias:
-            grads.bias += g_col.sum(-1).reshape(-1)
-        if not input_grad:
-            return None
-        if self._correlation_pays(x_shape[1]):
-            return self._correlate(p.weight, g, x_shape, geo, None)[1]
-        return self._input_grad_by_fold(p.weight, _channels_last_rows(g), x_shape, geo)
+            grads.bias += d.bias
+        return d.input
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -523,63 +349,3 @@ def _check_rank(x: Shape) -> None:
             code="rank",
         )
     expect_rank("Conv2d", x, (4,), "(N, C, H, W)")
-
-
-def _dims(shape: Shape) -> str:
-    """A shape as PyTorch prints sizes in messages: [1, 3, 5, 5]."""
-    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
-
-
-def _grouped(weight: Any, groups: int) -> Any:
-    out_channels, per_group, kh, kw = weight.shape
-    return weight.reshape(groups, out_channels // groups, per_group * kh * kw)  # (G, O/G, K)
-
-
-def _rows_weight(weight: Any, groups: int) -> Any:
-    """(O, C/G, kh, kw) -> (G, kh*kw*C/G, O/G), the row order of im2col_rows."""
-    out_channels, per_group, kh, kw = weight.shape
-    grouped = weight.reshape(groups, out_channels // groups, per_group, kh, kw)
-    return grouped.transpose(0, 3, 4, 2, 1).reshape(
-        groups, kh * kw * per_group, out_channels // groups
-    )
-
-
-def _channels_last_rows(g: Any) -> Any:
-    """(N, O, h, w) -> (N*h*w, O): a view when g is channels-last already."""
-    n, channels, height, width = g.shape
-    return to_layout(g, True).transpose(0, 2, 3, 1).reshape(n * height * width, channels)
-
-
-def _grouped_rows(rows: Any, groups: int) -> Any:
-    """(L, O) -> (G, L, O/G), a view."""
-    length, channels = rows.shape
-    return rows.reshape(length, groups, channels // groups).transpose(1, 0, 2)
-
-
-def _rows_product(col: Any, weight: Any, out: Any) -> None:
-    """out (L, O) = (G, L, K/G) @ (G, K/G, O/G), each row holding every group's outputs."""
-    if col.shape[0] == 1:
-        array_module(col).matmul(col[0], weight[0], out=out)
-    else:
-        out.reshape(out.shape[0], col.shape[0], weight.shape[2])[...] = (col @ weight).transpose(
-            1, 0, 2
-        )
-
-
-def _to_batch_major(y: Any, n: int, size: tuple[int, int], bias: Any) -> Any:
-    """(G, O/G, N*h*w) -> (N, O, h, w), adding the bias in the same pass."""
-    xp, channels = array_module(y), y.shape[0] * y.shape[1]
-    view = y.reshape(channels, n, *size).transpose(1, 0, 2, 3)  # (N, O, h, w), strided
-    if bias is None:
-        return xp.ascontiguousarray(view)
-    out = xp.empty(view.shape, dtype=y.dtype)
-    return xp.add(view, bias.reshape(1, channels, 1, 1), out=out)
-
-
-def _to_channel_major(g: Any, groups: int) -> Any:
-    """(N, O, h, w) -> (G, O/G, N*h*w), one copy."""
-    n, channels, height, width = g.shape
-    g_cm = array_module(g).ascontiguousarray(
-        g.reshape(n, channels, height * width).transpose(1, 0, 2)
-    )
-    return g_cm.reshape(groups, channels // groups, n * height * width)  # from (O, N, h*w)

@@ -13,8 +13,10 @@ from pydantic import model_validator
 
 from netspec.errors import ArgError
 from netspec.layers.base import Layer
-from netspec.ops.backend import array_module
+from netspec.lazy import lazy_import
 from netspec.types import Bool, Bounds, Float, Shape, ShapeError, format_shape
+
+backend = lazy_import("netspec.ops.backend")
 
 
 def scaled_mask(rng: Any, shape: tuple[int, ...], dtype: Any, p: float) -> Any:
@@ -23,7 +25,7 @@ def scaled_mask(rng: Any, shape: tuple[int, ...], dtype: Any, p: float) -> Any:
     `rng` is a NumPy or CuPy Generator. p = 1 gives zeros (no 0 * inf = NaN).
     """
     mask = rng.random(shape, dtype=dtype)  # uniform on [0, 1)
-    array_module(mask).less(mask, 1.0 - p, out=mask)  # 1 where kept, else 0, in place
+    backend.array_module(mask).less(mask, 1.0 - p, out=mask)  # 1 where kept, else 0, in place
     if p < 1.0:
         mask *= 1.0 / (1.0 - p)
     return mask

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from netspec.layers.base import Layer
-from netspec.types import Int, Shape, ShapeError, format_shape, prod
+from netspec.types import Int, Shape, ShapeError, format_shape, normalize_dim, prod
 
 
 class Flatten(Layer):
@@ -18,16 +18,8 @@ class Flatten(Layer):
     """Last dimension to flatten."""
 
     def _span(self, rank: int) -> tuple[int, int]:
-        start = self.start_dim + rank if self.start_dim < 0 else self.start_dim
-        end = self.end_dim + rank if self.end_dim < 0 else self.end_dim
-        for arg, value in (("start_dim", start), ("end_dim", end)):
-            if not 0 <= value < rank:
-                raise ShapeError(
-                    f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
-                    f"but got {getattr(self, arg)})",
-                    field=arg,
-                    code="dim",
-                )
+        start = normalize_dim(self.start_dim, rank, "start_dim")
+        end = normalize_dim(self.end_dim, rank, "end_dim")
         if start > end:
             raise ShapeError(
                 "flatten() has invalid args: start_dim cannot come after end_dim",

@@ -30,7 +30,7 @@ class Linear(Layer):
     bias: Bool = True
     """If false, the layer learns no additive bias."""
     device: DeviceName | None = None
-    """Accepted for compatibility; the network's --device decides placement."""
+    """Accepted for compatibility; the network's device decides placement."""
     dtype: DTypeName | None = None
     """Accepted for compatibility; the network runs in one dtype."""
 

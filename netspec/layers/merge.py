@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from netspec.layers.base import Layer
-from netspec.types import Int, Shape, ShapeError, format_shape
+from netspec.types import Int, Shape, ShapeError, format_shape, normalize_dim
 
 
 def _shapes(shapes: tuple[Shape, ...]) -> str:
@@ -47,15 +47,7 @@ class Concat(Layer):
     arity: ClassVar[int | None] = None
 
     def _axis(self, rank: int) -> int:
-        axis = self.dim + rank if self.dim < 0 else self.dim
-        if not 0 <= axis < rank:
-            raise ShapeError(
-                f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
-                f"but got {self.dim})",
-                field="dim",
-                code="dim",
-            )
-        return axis
+        return normalize_dim(self.dim, rank, "dim")
 
     def output_shape(self, *xs: Shape) -> Shape:
         rank = len(xs[0])

@@ -2,7 +2,8 @@
 
 PyTorch's pooling constructors accept any values; every check runs at forward time, so here
 they all live in `output_shape` (as ShapeError, in PyTorch's order and words). The window
-arithmetic (separable max and sums, their adjoints) lives in netspec.kernels.
+arithmetic (separable max and sums, their adjoints) lives in netspec.ops.windows, the
+adaptive bins in netspec.ops.adaptive.
 
 Gradients come back in the memory order of the input (NCHW or channels-last): the layer
 below combines them with arrays it saved in that order, and mixed orders cost a transpose.
@@ -12,24 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BeforeValidator, WithJsonSchema
 
 from netspec.errors import raise_shape_errors
 from netspec.layers.base import Layer
-from netspec.ops.backend import array_module
-from netspec.ops.kernels import (
-    WindowAxis,
-    flat_indices,
-    is_channels_last,
-    max_windows,
-    max_windows_backward,
-    separable_max,
-    sliding_stride,
-    spread_windows,
-    to_layout,
-    window_sums,
-)
+from netspec.lazy import lazy_import
 from netspec.types import (
     NOT_ZERO,
     Bool,
@@ -38,9 +26,17 @@ from netspec.types import (
     IntPair,
     Shape,
     ShapeError,
+    WindowAxis,
     format_shape,
     pair,
+    pooled_size,
+    sliding_stride,
+    torch_sizes,
 )
+
+adaptive = lazy_import("netspec.ops.adaptive")
+layout = lazy_import("netspec.ops.layout")
+windows = lazy_import("netspec.ops.windows")
 
 # `int | (int | None, int | None) | None`, as PyTorch's `_size_2_opt_t`. The schema leaves
 # out what output_shape refuses: null itself (no len()) and negative sizes.
@@ -72,19 +68,6 @@ def _trunc_div(a: int, b: int) -> int:
     return quotient if (a >= 0) == (b >= 0) else -quotient
 
 
-def _pooled_size(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil: bool) -> int:
-    """PyTorch's pooling_output_shape, including ceil_mode's last-window rule."""
-    extra = stride - 1 if ceil else 0
-    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + extra) // stride + 1
-    if ceil and (out - 1) * stride >= size + pad:  # the last window must start inside
-        out -= 1
-    return out
-
-
-def _torch_sizes(x: Shape) -> str:
-    return "[" + ", ".join("N" if d is None else str(d) for d in x) + "]"
-
-
 def _require_nchw(layer: str, x: Shape) -> None:
     if len(x) != 4:
         hint = None
@@ -106,7 +89,7 @@ def _window_axes(layer: Layer, x: Shape, dilation: Any = 1) -> tuple[WindowAxis,
     pad, dil = pair(layer.padding), pair(dilation)  # type: ignore[attr-defined]
     _, channels, height, width = x
     outs = [
-        _pooled_size(n, k, p, s, d, layer.ceil_mode) if s > 0 and d > 0 else 0  # type: ignore[attr-defined]
+        pooled_size(n, k, p, s, d, layer.ceil_mode) if s > 0 and d > 0 else 0  # type: ignore[attr-defined]
         for n, k, s, d, p in zip((height, width), kernel, stride, dil, pad, strict=True)
     ]
     # so that inference goes on past an argument error where the sizes still make sense
@@ -163,7 +146,7 @@ def _window_arg_errors(
         )
     if 0 in x[1:]:
         message = "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input"
-        fail(f"{message}, but got:{_torch_sizes(x)}", None, code="empty")
+        fail(f"{message}, but got:{torch_sizes(x)}", None, code="empty")
     if ph > kh // 2 or pw > kw // 2:
         fail(
             "pad should be smaller than or equal to half of kernel size, but got "
@@ -172,15 +155,6 @@ def _window_arg_errors(
             hint=f"use padding <= {kh // 2}" if kh == kw else None,
         )
     return list(errors.values())
-
-
-def _pooled_lengths(axis: WindowAxis, count_include_pad: bool) -> np.ndarray:
-    """AvgPool2d's divisor along one axis (the part past size + pad never counts)."""
-    start = np.arange(axis.out) * axis.stride - axis.pad
-    end = np.minimum(start + axis.kernel, axis.size + axis.pad)
-    if count_include_pad:
-        return end - start
-    return np.minimum(end, axis.size) - np.maximum(start, 0)
 
 
 # -- the layers -------------------------------------------------------------------------------
@@ -215,14 +189,14 @@ class MaxPool2d(Layer):
 
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         ah, aw = _window_axes(self, x.shape, self.dilation)
-        y, tap = max_windows(x, ah, aw)  # (N, C, oh, ow) both
-        ctx.save(tap, ah, aw, is_channels_last(x))
+        y, tap = windows.max_windows(x, ah, aw)  # (N, C, oh, ow) both
+        ctx.save(tap, ah, aw, layout.is_channels_last(x))
         if self.return_indices:
-            ctx.emit("indices", flat_indices(tap, ah, aw))
+            ctx.emit("indices", windows.flat_indices(tap, ah, aw))
         return y
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
-        return max_windows_backward(g, *ctx.saved)
+        return windows.max_windows_backward(g, *ctx.saved)
 
 
 class AvgPool2d(Layer):
@@ -254,32 +228,21 @@ class AvgPool2d(Layer):
         ah, aw = self._axes(x)
         return (x[0], x[1], ah.out, aw.out)
 
-    def _divisor(self, ah: WindowAxis, aw: WindowAxis) -> np.ndarray:
-        if self.divisor_override is not None:
-            return np.full((ah.out, aw.out), self.divisor_override)
-        include = self.count_include_pad
-        return np.outer(_pooled_lengths(ah, include), _pooled_lengths(aw, include))
-
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         ah, aw = self._axes(x.shape)
-        divisor = ctx.xp.asarray(self._divisor(ah, aw), dtype=x.dtype)
-        ctx.save(divisor, ah, aw, is_channels_last(x))
-        sums = window_sums(x, ah, aw)  # (N, C, oh, ow)
+        divisor = windows.avg_divisor(ah, aw, self.count_include_pad, self.divisor_override)
+        divisor = ctx.xp.asarray(divisor, dtype=x.dtype)
+        ctx.save(divisor, ah, aw, layout.is_channels_last(x))
+        sums = windows.window_sums(x, ah, aw)  # (N, C, oh, ow)
         sums /= divisor
         return sums
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
         divisor, ah, aw, channels_last = ctx.saved
-        return to_layout(spread_windows(g / divisor, ah, aw), channels_last)
+        return layout.to_layout(windows.spread_windows(g / divisor, ah, aw), channels_last)
 
 
 # -- adaptive pooling ---------------------------------------------------------------------------
-def _bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Adaptive bins: [floor(i·size/out), ceil((i+1)·size/out)); they may overlap."""
-    i = np.arange(out)
-    return (i * size) // out, -((-(i + 1) * size) // out)
-
-
 def _adaptive_size(layer: Layer, x: Shape) -> tuple[int, int]:
     """output_size with None entries replaced by the input's size (after the rank check)."""
     _require_nchw(layer.type_name, x)
@@ -325,7 +288,7 @@ class AdaptiveMaxPool2d(Layer):
             if x[dim] == 0:
                 raise ShapeError(
                     "adaptive_max_pool2d(): Expected input to have non-zero size for non-batch "
-                    f"dimensions, but input has sizes {_torch_sizes(x)} with dimension {dim} "
+                    f"dimensions, but input has sizes {torch_sizes(x)} with dimension {dim} "
                     "being empty",
                     code="empty",
                 )
@@ -333,7 +296,7 @@ class AdaptiveMaxPool2d(Layer):
         for d in out:
             if d < 0:
                 raise ShapeError(
-                    f"Trying to create tensor with negative dimension {d}: {_torch_sizes(shape)}",
+                    f"Trying to create tensor with negative dimension {d}: {torch_sizes(shape)}",
                     field="output_size",
                     code="value",
                 )
@@ -346,12 +309,12 @@ class AdaptiveMaxPool2d(Layer):
         n, c, oh, ow = self.output_shape(x.shape)
         plan = _adaptive_plan(x.shape, (oh, ow))
         if plan is not None:
-            y, tap = max_windows(x, *plan)
-            ctx.save("windows", tap, *plan, is_channels_last(x))
-            indices = flat_indices(tap, *plan) if self.return_indices else None
+            y, tap = windows.max_windows(x, *plan)
+            ctx.save("windows", tap, *plan, layout.is_channels_last(x))
+            indices = windows.flat_indices(tap, *plan) if self.return_indices else None
         else:
-            y, indices = _max_bins(x, oh, ow)
-            ctx.save("bins", indices, x.shape, is_channels_last(x))
+            y, indices = adaptive.max_bins(x, oh, ow)
+            ctx.save("bins", indices, x.shape, layout.is_channels_last(x))
         if self.return_indices:
             ctx.emit("indices", indices)
         return y
@@ -359,44 +322,9 @@ class AdaptiveMaxPool2d(Layer):
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
         path, *saved = ctx.saved
         if path == "windows":
-            return max_windows_backward(g, *saved)
+            return windows.max_windows_backward(g, *saved)
         indices, shape, channels_last = saved
-        n, c, height, width = shape
-        xp = ctx.xp
-        planes = xp.arange(n * c).reshape(n, c, 1, 1) * (height * width)
-        # bins may overlap: one input can be the max of several bins, so gradients add up
-        dx = xp.bincount(
-            (indices + planes).ravel(), weights=g.ravel(), minlength=n * c * height * width
-        )
-        return to_layout(dx.reshape(shape).astype(g.dtype, copy=False), channels_last)
-
-
-def _max_bins(x: Any, oh: int, ow: int) -> tuple[Any, Any]:
-    """Adaptive max over unequal bins: gather each bin's taps (a short bin repeats its last
-    element, which never changes the pick) and reduce width first. Returns values, indices."""
-    xp = array_module(x)
-    n, c, height, width = x.shape
-    if oh == 0 or ow == 0 or x.size == 0:
-        empty = (n, c, oh, ow)
-        return xp.zeros(empty, dtype=x.dtype), xp.zeros(empty, dtype=np.int64)
-    rows, cols = _bin_taps(height, oh), _bin_taps(width, ow)  # (oh, Lh), (ow, Lw)
-    row_lists = [xp.asarray(rows[:, t]) for t in range(rows.shape[1])]
-    col_lists = [xp.asarray(cols[:, t]) for t in range(cols.shape[1])]
-    y, row_tap, col_tap = separable_max(
-        x,
-        lambda a: [xp.take(a, chosen, axis=-1) for chosen in col_lists],  # (N, C, H, ow) each
-        lambda a: [xp.take(a, chosen, axis=-2) for chosen in row_lists],  # (N, C, oh, ow) each
-    )
-    row = xp.take(xp.asarray(rows), xp.arange(oh)[:, None] * rows.shape[1] + row_tap)
-    col = xp.take(xp.asarray(cols), xp.arange(ow) * cols.shape[1] + col_tap)
-    return y, row * width + col
-
-
-def _bin_taps(size: int, out: int) -> np.ndarray:
-    """(out, longest bin) input positions of each bin, short bins padded with their last."""
-    start, end = _bins(size, out)
-    taps = start[:, None] + np.arange((end - start).max())
-    return np.minimum(taps, end[:, None] - 1)
+        return layout.to_layout(adaptive.max_bins_backward(g, indices, shape), channels_last)
 
 
 class AdaptiveAvgPool2d(Layer):
@@ -422,7 +350,7 @@ class AdaptiveAvgPool2d(Layer):
             if x[dim] == 0:
                 raise ShapeError(
                     "adaptive_avg_pool2d(): Expected input to have non-zero size for non-batch "
-                    f"dimensions, but input has sizes {_torch_sizes(x)} with dimension {dim} "
+                    f"dimensions, but input has sizes {torch_sizes(x)} with dimension {dim} "
                     "being empty",
                     code="empty",
                 )
@@ -435,32 +363,15 @@ class AdaptiveAvgPool2d(Layer):
         if plan is not None:  # equal bins: AvgPool2d with kernel = stride = size // out
             ah, aw = plan
             share = xp.asarray(1 / (ah.kernel * aw.kernel), dtype=x.dtype)
-            ctx.save("windows", is_channels_last(x), share, ah, aw)
-            return window_sums(x, ah, aw) * share
-        height, width = x.shape[2:]
-        # averaging matrices, y = A_h @ x @ A_wᵀ, as two large GEMMs
-        mean_h = xp.asarray(_bin_matrix(height, oh), dtype=x.dtype)  # (oh, H)
-        mean_w = xp.asarray(_bin_matrix(width, ow), dtype=x.dtype)  # (ow, W)
-        ctx.save("matrices", is_channels_last(x), mean_h, mean_w)
-        cols = (x.reshape(n * c * height, width) @ mean_w.T).reshape(n * c, height, ow)
-        y = cols.transpose(0, 2, 1).reshape(n * c * ow, height) @ mean_h.T  # (N*C*ow, oh)
-        return y.reshape(n, c, ow, oh).transpose(0, 1, 3, 2)
+            ctx.save("windows", layout.is_channels_last(x), share, ah, aw)
+            return windows.window_sums(x, ah, aw) * share
+        y, mean_h, mean_w = adaptive.mean_bins(x, oh, ow)  # unequal bins: two GEMMs
+        ctx.save("matrices", layout.is_channels_last(x), mean_h, mean_w)
+        return y
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:  # g: (N, C, oh, ow)
         path, channels_last, *saved = ctx.saved
         if path == "windows":
             share, ah, aw = saved
-            return to_layout(spread_windows(g * share, ah, aw), channels_last)
-        mean_h, mean_w = saved
-        (n, c, oh, ow), height, width = g.shape, mean_h.shape[1], mean_w.shape[1]
-        rows = (g.reshape(n * c * oh, ow) @ mean_w).reshape(n * c, oh, width)
-        dx = rows.transpose(0, 2, 1).reshape(n * c * width, oh) @ mean_h  # (N*C*W, H)
-        return to_layout(dx.reshape(n, c, width, height).transpose(0, 1, 3, 2), channels_last)
-
-
-def _bin_matrix(size: int, out: int) -> np.ndarray:
-    """(out, size): row i averages bin i."""
-    start, end = _bins(size, out)
-    position = np.arange(size)
-    inside = (position >= start[:, None]) & (position < end[:, None])
-    return inside / np.maximum(end - start, 1)[:, None]
+            return layout.to_layout(windows.spread_windows(g * share, ah, aw), channels_last)
+        return layout.to_layout(adaptive.mean_bins_backward(g, *saved), channels_last)

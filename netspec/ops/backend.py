@@ -10,14 +10,15 @@ import ctypes
 import os
 import sys
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from netspec.errors import NetspecError
+from netspec.types import ComputeDType
 
-DEVICES = ("cpu", "cuda")
-DTYPES = ("float32", "float64")
+# The dtypes netspec computes in, the one list: a spec's `input.dtype` is the same Literal.
+DTYPES: tuple[str, ...] = get_args(ComputeDType)
 
 
 class DeviceError(NetspecError):
@@ -64,7 +65,7 @@ def cuda_available() -> bool:
 
 def parse_device(device: str) -> tuple[str, int | None]:
     """('cpu', None), ('cuda', None) or ('cuda', N) for 'cuda:N'; DeviceError otherwise."""
-    if device in DEVICES:
+    if device in ("cpu", "cuda"):
         return device, None
     kind, _, index = device.partition(":")
     if kind != "cuda":
@@ -84,7 +85,6 @@ def get_xp(device: str) -> ModuleType:
     """
     kind, index = parse_device(device)
     if kind == "cpu":
-        keep_freed_memory()
         return np
     cupy = _load_cupy()
     if index is not None:
@@ -124,9 +124,12 @@ def keep_freed_memory() -> bool:
     memory again: LeNet-5's step took 1.7x as long and VGG's 1.3x (PyTorch's: 2x, 1.7x). With
     mmap off (M_MMAP_MAX = 0) and trimming only above 2 GiB of free heap top (mallopt takes
     an int), the next step finds the blocks in the heap. The process keeps its peak
-    footprint until it exits, as a caching allocator would. Called on the first use of the
-    CPU device; glibc on Linux only; NETSPEC_KEEP_FREED_MEMORY=0 leaves malloc alone.
-    Returns whether the settings are in effect.
+    footprint until it exits, as a caching allocator would.
+
+    A process-wide setting, so nothing changes it as a side effect of asking for a device:
+    the runtime opts in, once, where it builds a network for the CPU (netspec.compile), and
+    a program that wants malloc left alone sets NETSPEC_KEEP_FREED_MEMORY=0. glibc on Linux
+    only. Returns whether the settings are in effect.
     """
     global _allocator_tuned
     if _allocator_tuned or not sys.platform.startswith("linux"):
@@ -166,12 +169,8 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def resolve_dtype(dtype: str | Any) -> np.dtype:
+    """The NumPy dtype for a name or dtype, if netspec computes in it; DeviceError if not."""
     name = np.dtype(dtype).name
     if name not in DTYPES:
         raise DeviceError(f"unsupported dtype '{name}', expected one of: {', '.join(DTYPES)}")
     return np.dtype(name)
-
-
-def default_rng(xp: ModuleType, seed: int) -> Any:
-    """A Generator on the device: Dropout masks are drawn where the data lives."""
-    return xp.random.default_rng(seed)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from netspec.errors import ArgError
 from netspec.layers.base import Context, ParamView
 from netspec.layers.conv import Conv2d
-from netspec.ops import kernels
+from netspec.ops import im2col, layout
 from netspec.ops.backend import cuda_available
 from netspec.types import ShapeError
 from tests.harness import LayerRun, gradcheck, torch_parity
@@ -446,7 +446,7 @@ def test_parity_in_one_image_blocks_and_with_kept_columns(torch, monkeypatch, kw
                                                           block_bytes):  # fmt: skip
     """Tiny CPU blocks: rows built an image at a time, never kept; huge ones: the whole
     batch's columns built at once and kept for backward."""
-    monkeypatch.setattr(kernels, "CPU_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(im2col, "CPU_BLOCK_BYTES", block_bytes)
     torch_parity(Conv2d(**kwargs), torch.nn.Conv2d(**kwargs), sample(shape))
 
 
@@ -456,7 +456,7 @@ def test_channels_last_arrays_give_the_same_results_in_their_own_order(kwargs, s
     x, g = sample(shape), sample(layer.output_shape(shape), seed=1)
     results = []
     for order in ("nchw", "channels_last"):
-        xs, gs = (kernels.to_layout(a, order == "channels_last") for a in (x, g))
+        xs, gs = (layout.to_layout(a, order == "channels_last") for a in (x, g))
         assert dense_in(xs, order)
         run = LayerRun.build(layer)
         y = run.forward(xs)
@@ -524,3 +524,12 @@ def test_cupy_matches_numpy():
             results.append([cupy.asnumpy(a) for a in (y, gx, *grads.values())])
         for ours, reference in zip(results[1], results[0], strict=True):
             np.testing.assert_allclose(ours, reference, rtol=1e-10, atol=1e-10)
+
+
+def test_a_zero_stride_and_a_channel_mismatch_are_both_reported():
+    # The channel message used to divide by the zero stride to guess an output size.
+    layer = Conv2d(in_channels=3, out_channels=4, kernel_size=3, stride=0)
+    with pytest.raises(ShapeError) as info:
+        layer.output_shape((None, 2, 8, 8))
+    fields = [e.field for e in (info.value, *info.value.more)]
+    assert "stride" in fields and "in_channels" in fields, fields

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from netspec.layers.base import Context, ParamView
 from netspec.layers.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
-from netspec.ops.kernels import to_layout
+from netspec.ops.layout import to_layout
 from netspec.types import ShapeError
 from tests.harness import LayerRun, gradcheck, torch_parity
 
