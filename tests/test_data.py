@@ -17,6 +17,7 @@ from netspec.data import (
     AnyData,
     DataError,
     Dataset,
+    DataSource,
     DigitsData,
     NpzData,
     SyntheticData,
@@ -24,6 +25,7 @@ from netspec.data import (
     iterate_batches,
     load_dataset,
 )
+from netspec.data.base import SOURCES
 from netspec.errors import NetspecError
 
 CE, MSE, L1 = "CrossEntropyLoss", "MSELoss", "L1Loss"
@@ -106,6 +108,25 @@ def test_importing_data_does_not_import_sklearn():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert out.stdout.strip() == "False"
+
+
+def test_every_source_is_one_registered_class_that_reads_itself():
+    assert tuple(SOURCES) == DATA_SOURCES
+    for name, cls in SOURCES.items():
+        assert issubclass(cls, DataSource) and cls.model_fields["source"].default == name
+        assert not cls.__abstractmethods__, cls
+
+
+def test_a_second_class_for_a_known_source_is_refused():
+    with pytest.raises(TypeError, match="data source 'digits' is defined twice"):
+
+        class Again(DataSource):
+            source: typing.Literal["digits"] = "digits"
+
+            def read(self, input_shape, targets, seed, spec_dir):
+                raise AssertionError
+
+    assert SOURCES["digits"] is DigitsData
 
 
 def test_a_lazy_numpy_survives_schemas_being_defined(tmp_path):
