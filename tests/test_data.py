@@ -17,6 +17,7 @@ from netspec.data import (
     AnyData,
     DataError,
     Dataset,
+    DataSource,
     DigitsData,
     NpzData,
     SyntheticData,
@@ -24,6 +25,7 @@ from netspec.data import (
     iterate_batches,
     load_dataset,
 )
+from netspec.data.base import SOURCES
 from netspec.errors import NetspecError
 
 CE, MSE, L1 = "CrossEntropyLoss", "MSELoss", "L1Loss"
@@ -106,6 +108,54 @@ def test_importing_data_does_not_import_sklearn():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert out.stdout.strip() == "False"
+
+
+def test_every_source_is_one_registered_class_that_reads_itself():
+    assert tuple(SOURCES) == DATA_SOURCES
+    for name, cls in SOURCES.items():
+        assert issubclass(cls, DataSource) and cls.model_fields["source"].default == name
+        assert not cls.__abstractmethods__, cls
+
+
+def test_a_second_class_for_a_known_source_is_refused():
+    with pytest.raises(TypeError, match="data source 'digits' is defined twice"):
+
+        class Again(DataSource):
+            source: typing.Literal["digits"] = "digits"
+
+            def read(self, input_shape, targets, seed, spec_dir):
+                raise AssertionError
+
+    assert SOURCES["digits"] is DigitsData
+
+
+def test_a_lazy_numpy_survives_schemas_being_defined(tmp_path):
+    # pydantic finds attribute docstrings through inspect.getmodule, which asks every module
+    # in sys.modules for __file__: that must not load a lazily imported NumPy.
+    (tmp_path / "schema_module.py").write_text(
+        "from pydantic import BaseModel, ConfigDict\n"
+        "class Schema(BaseModel):\n"
+        "    model_config = ConfigDict(use_attribute_docstrings=True)\n"
+        "    size: int = 1\n"
+        '    """documented"""\n'
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from netspec.lazy import is_loaded, lazy_import\n"
+        "np = lazy_import('numpy')\n"
+        "import schema_module\n"
+        "print(is_loaded(np), schema_module.Schema.model_fields['size'].description)\n"
+        "print(np.zeros(2).shape, is_loaded(np))"
+    )
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    )
+    assert out.stdout.split("\n")[:2] == ["False documented", "(2,) True"]
 
 
 def test_data_error_is_a_netspec_error():

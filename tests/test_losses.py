@@ -112,6 +112,16 @@ def test_registry_and_discriminated_union():
         adapter.validate_python({"type": "HuberLoss"})
 
 
+def test_each_loss_says_what_its_targets_are():
+    # What training (accuracy), the data checks, bench and lint ask: one class attribute.
+    assert {name: cls.targets for name, cls in LOSS_TYPES.items()} == {
+        "L1Loss": "values",
+        "MSELoss": "values",
+        "CrossEntropyLoss": "classes",
+    }
+    assert "targets" not in CrossEntropyLoss.model_fields  # not a spec argument
+
+
 @pytest.mark.parametrize(
     "cls, args",
     [
@@ -503,6 +513,13 @@ def test_compiled_loss_keeps_its_dtype_and_takes_plain_targets():
     assert (
         compiled(logits((2, 3)).astype(np.float32), np.ones((2, 3), np.int64)).dtype == np.float32
     )
+
+
+def test_device_arrays_are_the_schemas_own_arrays_in_the_compile_dtype():
+    assert MSELoss().device_arrays(np, np.float32) == {}
+    assert CrossEntropyLoss().device_arrays(np, np.float32) == {}
+    weight = CrossEntropyLoss(weight=[1.0, 2.5]).device_arrays(np, np.float32)["weight"]
+    assert weight.dtype == np.float32 and weight.tolist() == [1.0, 2.5]
 
 
 def test_loss_runs_without_compiling():

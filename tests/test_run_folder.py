@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from netspec.data.sources import read_digits
+from netspec.data.digits import read_digits
 from netspec.training.checkpoint import load_checkpoint
 from netspec.training.run_folder import (
     LOCK_NAME,

@@ -4,41 +4,49 @@
 synthetic data), checks it against the network BEFORE any training step (per-sample size,
 label range, dtype, NaN, empty sets) and raises `DataError` with both sides of a mismatch,
 splits off a seeded validation set and normalises with training-split statistics only.
-Everything here is NumPy on the host; the trainer moves batches to the device.
+Everything here is NumPy on the host; the trainer moves batches to the device. Importing the
+package loads no NumPy: the front end validates `data:` with the schemas alone.
 
-    schemas.py   DigitsData, NpzData, SyntheticData: the `data:` section
-    sources.py   reading digits, .npz archives, synthetic data
-    checks.py    x and y against the network's input and output
-    dataset.py   Dataset, load_dataset: read, check, split, normalise
-    batches.py   iterate_batches, batch_count
+    base.py        DataSource (the fields every source shares, the registry), DataError,
+                   the targets a loss expects, the seeded random streams
+    digits.py      DigitsData     \\
+    npz.py         NpzData         > one source each: its schema and its reading
+    synthetic.py   SyntheticData  /
+    npz_reader.py  bounded, pickle-free .npz reading (data files and checkpoints)
+    checks.py      x and y against the network's input and output
+    dataset.py     Dataset, load_dataset: read, check, split, normalise
+    batches.py     iterate_batches, batch_count
+
+Adding a source: write its module (a DataSource subclass with `source: Literal["name"]`)
+and import it below; the import registers it in the `data:` union.
 """
 
 from __future__ import annotations
 
-from netspec.data.base import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, DataError
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from netspec.data.base import SOURCES, DataError, DataSource
 from netspec.data.batches import batch_count, iterate_batches
 from netspec.data.dataset import Dataset, load_dataset
-from netspec.data.schemas import (
-    DATA_SOURCES,
-    NORMALIZATIONS,
-    AnyData,
-    DigitsData,
-    NpzData,
-    SyntheticData,
-)
+
+# The sources, one line each; their order is the union's (and the JSON Schema's).
+from netspec.data.digits import DigitsData as DigitsData
+from netspec.data.npz import NpzData as NpzData
+from netspec.data.synthetic import SyntheticData as SyntheticData
+
+DATA_SOURCES: tuple[str, ...] = tuple(SOURCES)
+AnyData = Annotated[Union[tuple(SOURCES.values())], Field(discriminator="source")]  # noqa: UP007
 
 __all__ = [
-    "CLASSIFICATION_LOSSES",
     "DATA_SOURCES",
-    "NORMALIZATIONS",
-    "REGRESSION_LOSSES",
     "AnyData",
     "DataError",
+    "DataSource",
     "Dataset",
-    "DigitsData",
-    "NpzData",
-    "SyntheticData",
     "batch_count",
     "iterate_batches",
     "load_dataset",
+    *(source.__name__ for source in SOURCES.values()),
 ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
-
 from netspec.data.base import DataError
+from netspec.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 def iterate_batches(

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from netspec.data.base import DataError, Targets
+from netspec.lazy import lazy_import
 from netspec.types import format_shape
+
+np = lazy_import("numpy")
 
 
 def conform(

@@ -1,5 +1,6 @@
 """The loaded data: `load_dataset` reads a source, checks it, splits off a seeded
-validation set and normalises with training-split statistics only.
+validation set (unless the source has its own) and normalises with training-split
+statistics only. What it does is the same for every source.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from netspec.data.base import SPLIT_STREAM, DataError, seeded_rng, targets_for
+from netspec.data.base import SPLIT_STREAM, DataError, DataSource, seeded_rng, targets_for
 from netspec.data.checks import conform
-from netspec.data.schemas import DigitsData, NpzData, SyntheticData
-from netspec.data.sources import read_npz, read_source, resolve_path
+from netspec.lazy import lazy_import
 from netspec.types import Shape
+
+np = lazy_import("numpy")
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare by identity
@@ -35,7 +35,7 @@ class Dataset:
 
 
 def load_dataset(
-    data_spec: DigitsData | NpzData | SyntheticData,
+    data_spec: DataSource,
     *,
     input_shape: tuple[int, ...],
     output_shape: Shape,
@@ -50,13 +50,13 @@ def load_dataset(
     float_dtype = _float_dtype(dtype)
     targets = targets_for(loss_type, output_shape)
     input_shape = tuple(input_shape)
-    x, y, name = read_source(data_spec, input_shape, targets, seed, spec_dir)
+    x, y, name = data_spec.read(input_shape, targets, seed, spec_dir)
     x, y = conform(x, y, input_shape, targets, float_dtype, name)
 
-    if isinstance(data_spec, NpzData) and data_spec.validation_path is not None:
-        path = resolve_path(data_spec.validation_path, spec_dir)
-        x_val, y_val = read_npz(path, data_spec.x_key, data_spec.y_key, input_shape)
-        x_val, y_val = conform(x_val, y_val, input_shape, targets, float_dtype, f"npz:{path}")
+    held_out = data_spec.read_validation(input_shape, spec_dir)
+    if held_out is not None:
+        x_val, y_val, val_name = held_out
+        x_val, y_val = conform(x_val, y_val, input_shape, targets, float_dtype, val_name)
         x_train, y_train = x, y
     else:
         train, val = _split(len(x), data_spec.validation_split, seed)

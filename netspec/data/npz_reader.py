@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from netspec.errors import NetspecError
+from netspec.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 MAX_MEMBERS = 100_000
 _NPY_MAGIC = b"\x93NUMPY"

@@ -166,13 +166,13 @@ def _loss_path(spec: Spec, field: str | None):
 
 def _softmax_into_cross_entropy(spec: Spec, graph: Graph, collector: Collector) -> None:
     node = _final_output(graph)
-    if node is None or spec.loss is None or spec.loss.type != "CrossEntropyLoss":
+    if node is None or spec.loss is None or spec.loss.targets != "classes":
         return
     if isinstance(node.layer, Softmax):
         collector.warning(
             spec.layer_path(node.index),
             "softmax-cross-entropy",
-            "Softmax feeds CrossEntropyLoss, which applies log-softmax itself: "
+            f"Softmax feeds {spec.loss.type}, which applies log-softmax itself: "
             "the network learns from a doubly squashed output",
             "remove the final Softmax (apply it at inference only)",
         )

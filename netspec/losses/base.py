@@ -5,15 +5,20 @@ share (reducing element losses, the gradient of each element, target checks).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
 from netspec.errors import ArgError, InputError
 from netspec.layers.base import Context
+from netspec.lazy import lazy_import
 from netspec.types import Bool, Float, Shape, format_shape
 
+np = lazy_import("numpy")
+
+# What a loss compares the network's output with: class indices (or class probabilities),
+# which makes training measure accuracy, or values of the output's own shape.
+TargetKind = Literal["classes", "values"]
 # "elementwise_mean" is PyTorch's deprecated alias of "mean", still accepted with a warning.
 Reduction = Literal["none", "mean", "sum", "elementwise_mean"]
 # A YAML list of class weights; kept as a tuple so that the frozen schema stays hashable.
@@ -32,6 +37,9 @@ class Loss(BaseModel, ABC):
     """Base of every loss schema: PyTorch's reduction and its two legacy flags."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    # Every loss says which: the data checks, the metrics and the lint rules ask this.
+    targets: ClassVar[TargetKind]
 
     size_average: Bool | None = None
     """Deprecated (use reduction): false sums the losses instead of averaging them."""
@@ -82,6 +90,11 @@ class Loss(BaseModel, ABC):
 
     def check(self, output_shape: Shape) -> None:
         """Raise ShapeError when a network output of this shape cannot feed the loss."""
+
+    def device_arrays(self, xp: Any, dtype: Any) -> dict[str, Any]:
+        """Arrays of the schema that `forward` takes as keywords, on the device in `dtype`:
+        CompiledLoss moves them once instead of at every step (none by default)."""
+        return {}
 
     @abstractmethod
     def forward(self, x: Any, target: Any, ctx: Context) -> Any:

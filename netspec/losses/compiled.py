@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from netspec.errors import NetspecError
 from netspec.layers.base import Context
+from netspec.lazy import lazy_import
 from netspec.losses.base import Loss
-from netspec.ops.backend import get_xp, resolve_dtype, to_numpy
+
+np = lazy_import("numpy")
+backend = lazy_import("netspec.ops.backend")
 
 
 class CompiledLoss:
     """A loss bound to a device and dtype: `value = loss(y, target); gy = loss.backward()`.
 
     Targets may be NumPy arrays (or lists) whatever the device: they are moved to it here.
-    The loss runs in the compile dtype; class weights are moved to the device once.
+    The loss runs in the compile dtype; the schema's own arrays (CrossEntropyLoss's class
+    weights) are moved to the device once, by `Loss.device_arrays`.
     """
 
     def __init__(self, loss: Loss, xp: Any, dtype: np.dtype):
         self.loss = loss
         self.xp = xp
         self.dtype = dtype
-        self._extra: dict[str, Any] = {}
-        if getattr(loss, "weight", None) is not None:
-            self._extra["weight"] = xp.asarray(np.asarray(loss.weight, dtype=dtype))
+        self._extra = loss.device_arrays(xp, dtype)
         self._ctx: Context | None = None
         self._value_shape: tuple = ()
 
@@ -34,7 +34,7 @@ class CompiledLoss:
         return self.loss.effective_reduction
 
     def _array(self, a: Any) -> Any:
-        return to_numpy(a) if self.xp is np else self.xp.asarray(a)
+        return backend.to_numpy(a) if self.xp is np else self.xp.asarray(a)
 
     def __call__(self, y: Any, target: Any) -> Any:
         y = self._array(y).astype(self.dtype, copy=False)
@@ -56,4 +56,4 @@ class CompiledLoss:
 
 def compile_loss(loss: Loss, device: str = "cpu", dtype: str | Any = "float32") -> CompiledLoss:
     """Bind a loss schema (spec.loss) to a device ('cpu' or 'cuda') and dtype."""
-    return CompiledLoss(loss, get_xp(device), resolve_dtype(dtype))
+    return CompiledLoss(loss, backend.get_xp(device), backend.resolve_dtype(dtype))

@@ -9,13 +9,13 @@ target picked.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import model_validator
 
 from netspec.errors import ArgError, InputError
 from netspec.layers.base import Context
-from netspec.losses.base import FloatList, Loss, quiet_division
+from netspec.losses.base import FloatList, Loss, TargetKind, quiet_division
 from netspec.types import Bounds, Float, Int, Shape, ShapeError, format_shape
 
 
@@ -26,6 +26,7 @@ class CrossEntropyLoss(Loss):
     negative values through; class indices may have any integer dtype (PyTorch: int64, uint8).
     """
 
+    targets: ClassVar[TargetKind] = "classes"
     type: Literal["CrossEntropyLoss"] = "CrossEntropyLoss"
     weight: FloatList | None = None
     """A weight for each class (a list of C numbers); None weighs every class 1."""
@@ -44,6 +45,9 @@ class CrossEntropyLoss(Loss):
             )
         return self
 
+    def device_arrays(self, xp: Any, dtype: Any) -> dict[str, Any]:
+        return {} if self.weight is None else {"weight": xp.asarray(self.weight, dtype=dtype)}
+
     def check(self, output_shape: Shape) -> None:
         if len(output_shape) < 1:
             raise ShapeError(
@@ -60,7 +64,7 @@ class CrossEntropyLoss(Loss):
             )
 
     def forward(self, x: Any, target: Any, ctx: Context, weight: Any = None) -> Any:
-        """`weight`: the class weights already on the device (CompiledLoss moves them once)."""
+        """`weight`: the class weights already on the device (from `device_arrays`)."""
         xp = ctx.xp
         classes = x.shape[1] if x.ndim >= 2 else (x.shape[0] if x.ndim == 1 else 0)
         if classes == 0:

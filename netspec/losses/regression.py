@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from netspec.layers.base import Context
-from netspec.losses.base import Loss
+from netspec.losses.base import Loss, TargetKind
 
 
 class L1Loss(Loss):
     """Mean absolute error |x - y|. Mirrors torch.nn.L1Loss, except that a target of another
     shape is an error (PyTorch broadcasts it with a warning)."""
 
+    targets: ClassVar[TargetKind] = "values"
     type: Literal["L1Loss"] = "L1Loss"
 
     def forward(self, x: Any, target: Any, ctx: Context) -> Any:
@@ -28,6 +29,7 @@ class MSELoss(Loss):
     """Mean squared error (x - y)². Mirrors torch.nn.MSELoss, except that a target of another
     shape is an error (PyTorch broadcasts it with a warning)."""
 
+    targets: ClassVar[TargetKind] = "values"
     type: Literal["MSELoss"] = "MSELoss"
 
     def forward(self, x: Any, target: Any, ctx: Context) -> Any:

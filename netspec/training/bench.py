@@ -150,8 +150,8 @@ def _output_gradient(
 
 
 def _target(spec: Spec, output_shape: tuple, rng: np.random.Generator, dtype: Any) -> np.ndarray:
-    """Class indices for CrossEntropyLoss, otherwise targets of the output's shape."""
-    if spec.loss is not None and spec.loss.type == "CrossEntropyLoss":
+    """Class indices for a classification loss, otherwise targets of the output's shape."""
+    if spec.loss is not None and spec.loss.targets == "classes":
         classes = output_shape[1] if len(output_shape) > 1 else output_shape[0]
         shape = (output_shape[0], *output_shape[2:])
         return rng.integers(0, classes, shape).astype(np.int64)

@@ -31,7 +31,7 @@ class RunSetup:
     net: Network
     loss: CompiledLoss
     data: Dataset
-    classification: bool  # CrossEntropyLoss: accuracy and confusion are measured
+    classification: bool  # class targets (CrossEntropyLoss): accuracy and confusion measured
     ignore_index: int | None
 
 
@@ -65,7 +65,7 @@ def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
     )
     net = compile(spec, device=device, seed=seed)
     loss = compile_loss(spec.loss, device=device, dtype=net.dtype)
-    classification = spec.loss.type == "CrossEntropyLoss"
+    classification = spec.loss.targets == "classes"
     ignore_index = getattr(spec.loss, "ignore_index", None)
     return RunSetup(net, loss, data, classification, ignore_index)
 
