@@ -5,9 +5,8 @@ CuPy, in the parameters' dtype.
 
     base.py          OptimizerSpec, Optimizer, OptimizerStateError, compile_optimizer
     registry.py      Registry: schemas by `type`, and the union over them
-    sgd.py           SGD
-    adam.py          Adam, AdamW
-    lr_scheduler.py  the learning-rate schedules
+    sgd.py, ...      one module per optimizer, named as in torch/optim (adam.py: Adam, AdamW)
+    lr_scheduler.py  the learning-rate schedules (scheduler.py: what they share)
 
 An optimizer's module defines its classes; importing it below registers them, and the
 union `train.optimizer` validates against is built from the registry.
