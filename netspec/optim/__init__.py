@@ -25,6 +25,7 @@ from netspec.optim.base import compile_optimizer as compile_optimizer
 # isort: off
 from netspec.optim.sgd import SGD as SGD, SGDOptimizer as SGDOptimizer
 from netspec.optim.adam import Adam as Adam, AdamW as AdamW, AdamOptimizer as AdamOptimizer
+from netspec.optim.rmsprop import RMSprop as RMSprop, RMSpropOptimizer as RMSpropOptimizer
 # isort: on
 
 OPTIMIZERS = REGISTRY.classes()
