@@ -21,6 +21,7 @@ from netspec.optim import (
     AdamW,
     AnyOptimizer,
     OptimizerStateError,
+    RMSprop,
     compile_optimizer,
 )
 
@@ -127,6 +128,21 @@ def adam_cases(cls):
         )
 
 
+def rmsprop_cases():
+    # alpha 0.3 takes centered's lerp down ATen's other formula (weight 1 - alpha >= 0.5).
+    for alpha, momentum, centered, weight_decay, maximize in itertools.product(
+        (0.99, 0.3), (0.0, 0.9), (False, True), (0.0, 0.05), (False, True)
+    ):
+        yield RMSprop(
+            lr=0.01,
+            alpha=alpha,
+            momentum=momentum,
+            centered=centered,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
+
+
 @pytest.mark.parametrize("spec", list(sgd_cases()), ids=repr)
 def test_sgd_matches_torch(spec):
     assert_matches_torch(spec)
@@ -137,12 +153,18 @@ def test_adam_matches_torch(spec):
     assert_matches_torch(spec)
 
 
+@pytest.mark.parametrize("spec", [*rmsprop_cases(), RMSprop(eps=0.1)], ids=repr)
+def test_rmsprop_matches_torch(spec):
+    assert_matches_torch(spec)
+
+
 @pytest.mark.parametrize(
     "spec",
     [
         SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
         Adam(lr=0.01, amsgrad=True, weight_decay=0.1),
         AdamW(lr=0.01, maximize=True),
+        RMSprop(lr=0.01, momentum=0.5, weight_decay=0.1, maximize=True),
     ],
     ids=repr,
 )
@@ -188,6 +210,7 @@ ROUND_TRIP = [
     SGD(lr=0.1),
     Adam(lr=0.01, amsgrad=True, weight_decay=0.1),
     AdamW(lr=0.01, maximize=True, betas=(0.5, 0.9)),
+    RMSprop(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01),
 ]
 
 
@@ -228,6 +251,26 @@ def test_state_dict_format_and_snapshot():
     before = state["0.weight/exp_avg"].copy()
     optimizer.step()
     np.testing.assert_array_equal(state["0.weight/exp_avg"], before)  # a copy, not a view
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SGD(),
+        SGD(momentum=0.9),
+        Adam(),
+        AdamW(amsgrad=True),
+        RMSprop(),
+        RMSprop(momentum=0.9, centered=True),
+    ],
+    ids=repr,
+)
+def test_state_buffers_name_the_state_a_step_keeps(spec):
+    # The memory estimate counts state_buffers() before any array exists.
+    state = trained_state(spec)
+    assert set(state) - {"lr", "step"} == {
+        f"{name}/{buffer}" for name in SHAPES for buffer in spec.state_buffers()
+    }
 
 
 def test_fresh_state_has_no_buffers_and_loads_back():
@@ -316,14 +359,14 @@ def test_the_union_reads_every_form():
     assert isinstance(sgd, SGD) and sgd.lr == 0.05 and sgd.momentum == 0.9
     adam = adapter.validate_python({"type": "Adam", "betas": [0.5, 0.6], "lr": 1})
     assert adam.betas == (0.5, 0.6) and isinstance(adam.lr, float)
-    assert set(OPTIMIZER_TYPES) == {"SGD", "Adam", "AdamW"}
+    assert set(OPTIMIZER_TYPES) == {"SGD", "Adam", "AdamW", "RMSprop"}
     for bad in (
         {"type": "SGD", "momentum": True},  # strict: YAML `true` is not a number
         {"type": "SGD", "nesterov": 1},
         {"type": "SGD", "momentun": 0.9},  # extra keys are refused
         {"type": "AdamW", "decoupled_weight_decay": True},  # an Adam-only argument
         {"type": "Adam", "betas": [0.9]},
-        {"type": "RMSprop"},
+        {"type": "Adagrad"},  # torch.optim has it, netspec not yet
     ):
         with pytest.raises(ValidationError):
             adapter.validate_python(bad)
@@ -353,6 +396,16 @@ CONSTRUCTOR_CASES = [
     ("AdamW", {"weight_decay": -0.01}, "weight_decay"),
     ("AdamW", {"betas": (0.9, 1.5)}, "betas"),
     ("AdamW", {"amsgrad": True, "maximize": True, "capturable": True}, None),
+    ("RMSprop", {"lr": -0.01}, "lr"),
+    ("RMSprop", {"lr": float("nan")}, "lr"),
+    ("RMSprop", {"eps": -1e-8}, "eps"),
+    ("RMSprop", {"momentum": -0.9}, "momentum"),
+    ("RMSprop", {"weight_decay": -0.1}, "weight_decay"),
+    ("RMSprop", {"alpha": -0.5}, "alpha"),
+    ("RMSprop", {"alpha": float("nan")}, "alpha"),
+    ("RMSprop", {"momentum": -0.5, "alpha": -0.5}, "momentum"),
+    ("RMSprop", {"alpha": 1.5, "eps": 0.0, "centered": True, "capturable": True}, None),
+    ("RMSprop", {"foreach": True, "differentiable": True, "maximize": True}, None),
 ]
 
 

@@ -2,9 +2,9 @@
 the machine has: `netspec check` warns and the trainer refuses to start when it won't fit.
 
 The estimate counts what a training step holds at its peak: parameters and buffers, one
-gradient per parameter, the optimizer's state (SGD's momentum buffer, Adam's two moments,
-AMSGrad's maximum), and every value of a forward pass at the batch size twice (kept for
-backward, then met by its gradient). It leaves out the data set and the temporaries of
+gradient per parameter, the optimizer's state (the parameter-sized arrays its schema's
+`state_buffers()` names), and every value of a forward pass at the batch size twice (kept
+for backward, then met by its gradient). It leaves out the data set and the temporaries of
 single layers (im2col columns), so it errs low: a spec it flags does not fit.
 """
 
@@ -96,8 +96,5 @@ def _data_bytes(spec: Spec, itemsize: int) -> int:
 
 
 def _optimizer_slots(optimizer: Any) -> int:
-    """Arrays of a parameter's size the optimizer keeps per parameter."""
-    kind = getattr(optimizer, "type", type(optimizer).__name__)
-    if kind in ("Adam", "AdamW"):
-        return 3 if getattr(optimizer, "amsgrad", False) else 2
-    return 1 if getattr(optimizer, "momentum", 0.0) else 0
+    """Arrays of a parameter's size the optimizer keeps per parameter (its schema says)."""
+    return len(optimizer.state_buffers())

@@ -1,48 +1,33 @@
-"""Optimizers: schemas that mirror torch.optim's constructors, and the update rules that
-follow torch.optim's single-tensor algorithms step for step.
+"""Optimizers, one module each as in torch/optim: the schema that mirrors torch.optim's
+constructor (what `train.optimizer` accepts) and the step that follows torch.optim's
+single-tensor algorithm, updating a network's live parameter arrays in place on NumPy or
+CuPy, in the parameters' dtype.
 
-The schema half validates `train.optimizer`; the runtime half updates a network's live
-parameter arrays in place from its gradient arrays, on NumPy or CuPy, in the parameters'
-dtype. One loop over parameter tensors per step; everything inside is whole-array math.
+    base.py          OptimizerSpec, Optimizer, OptimizerStateError, compile_optimizer
+    registry.py      Registry: schemas by `type`, and the union over them
+    sgd.py, ...      one module per optimizer, named as in torch/optim (adam.py: Adam, AdamW)
+    lr_scheduler.py  the learning-rate schedules (scheduler.py: what they share)
 
-    schemas.py   OptimizerSpec, SGD, Adam, AdamW: what `train.optimizer` accepts
-    runtime.py   Optimizer and its SGD/Adam steps, state dicts, compile_optimizer
+An optimizer's module defines its classes; importing it below registers them, and the
+union `train.optimizer` validates against is built from the registry.
 """
 
 from __future__ import annotations
 
-from netspec.optim.runtime import (
-    RUNTIMES,
-    AdamOptimizer,
-    Optimizer,
-    OptimizerStateError,
-    SGDOptimizer,
-    compile_optimizer,
-)
-from netspec.optim.schemas import (
-    OPTIMIZER_TYPES,
-    OPTIMIZERS,
-    SGD,
-    Adam,
-    AdamW,
-    AnyOptimizer,
-    FloatPair,
-    OptimizerSpec,
-)
+from netspec.optim.base import REGISTRY
+from netspec.optim.base import FloatPair as FloatPair
+from netspec.optim.base import Optimizer as Optimizer
+from netspec.optim.base import OptimizerSpec as OptimizerSpec
+from netspec.optim.base import OptimizerStateError as OptimizerStateError
+from netspec.optim.base import compile_optimizer as compile_optimizer
 
-__all__ = [
-    "OPTIMIZERS",
-    "OPTIMIZER_TYPES",
-    "RUNTIMES",
-    "SGD",
-    "Adam",
-    "AdamOptimizer",
-    "AdamW",
-    "AnyOptimizer",
-    "FloatPair",
-    "Optimizer",
-    "OptimizerSpec",
-    "OptimizerStateError",
-    "SGDOptimizer",
-    "compile_optimizer",
-]
+# The order of these imports is the union's: of JSON schema lists and error messages.
+# isort: off
+from netspec.optim.sgd import SGD as SGD, SGDOptimizer as SGDOptimizer
+from netspec.optim.adam import Adam as Adam, AdamW as AdamW, AdamOptimizer as AdamOptimizer
+from netspec.optim.rmsprop import RMSprop as RMSprop, RMSpropOptimizer as RMSpropOptimizer
+# isort: on
+
+OPTIMIZERS = REGISTRY.classes()
+OPTIMIZER_TYPES = dict(REGISTRY.types)
+AnyOptimizer = REGISTRY.union()

@@ -1,5 +1,6 @@
-"""Learning-rate schedules: schemas that mirror torch.optim.lr_scheduler's constructors, and
-a `Scheduler` that sets an optimizer's `lr` once per epoch with torch's own formulas.
+"""Learning-rate schedules, mirroring torch.optim.lr_scheduler: each schema with torch's
+constructor arguments and defaults, and the runtime that steps it (scheduler.py holds what
+they share: the bases, the registry, `Scheduler`, `compile_schedule`).
 
 torch computes most schedules recursively from the current lr (the "chainable" form, e.g.
 CosineAnnealingLR's ratio of cosines), not in closed form; the two differ in the last bits,
@@ -10,36 +11,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from netspec.errors import ArgError
-from netspec.ops.backend import to_numpy
-from netspec.optim import Optimizer, OptimizerStateError
+from netspec.optim.base import Optimizer, OptimizerStateError
+from netspec.optim.scheduler import REGISTRY, EpochSchedule, Scheduler, ScheduleSpec
+from netspec.optim.scheduler import compile_schedule as compile_schedule
 from netspec.types import NOT_ZERO, Bounds, Float, Int
-
-
-class ScheduleSpec(BaseModel):
-    """Base of every schedule schema: `type` plus torch's arguments (without the optimizer)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    def torch_arguments(self) -> dict[str, Any]:
-        """The constructor arguments, as PyTorch names them."""
-        return {k: v for k, v in self.model_dump().items() if k != "type"}
-
-
-class EpochSchedule(ScheduleSpec):
-    """A schedule driven by the epoch count alone (torch's LRScheduler subclasses)."""
-
-    last_epoch: Int = -1
-    """Index of the last epoch; -1 starts afresh, k resumes as if k + 1 epochs were done."""
-
-    def next_lr(self, lr: float, base_lr: float, epoch: int, initial: bool) -> float:
-        """torch's get_lr: the lr for `epoch` from the current `lr` (`initial`: at construction)."""
-        return lr
 
 
 class StepLR(EpochSchedule):
@@ -125,9 +105,45 @@ class CosineAnnealingLR(EpochSchedule):
         ) * (lr - self.eta_min) + self.eta_min
 
 
+class PlateauScheduler(Scheduler):
+    """ReduceLROnPlateau's runtime: counts epochs without improvement of the metric it is
+    stepped with, and multiplies the lr by `factor` when they pass `patience`."""
+
+    state_names = ("last_epoch", "last_lr", "best", "num_bad_epochs", "cooldown")
+    spec: ReduceLROnPlateau
+
+    def __init__(self, spec: ReduceLROnPlateau, optimizer: Optimizer):
+        super().__init__(spec, optimizer)
+        self.best = math.inf if spec.mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown = 0  # epochs of cooldown left (torch's cooldown_counter)
+
+    def step(self, metric: Any = None) -> None:
+        if metric is None:
+            raise OptimizerStateError("ReduceLROnPlateau.step needs the monitored metric")
+        spec, metric = self.spec, float(metric)
+        self.last_epoch += 1
+        if spec.is_better(metric, self.best):
+            self.best, self.num_bad_epochs = metric, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown > 0:
+            self.cooldown -= 1
+            self.num_bad_epochs = 0  # bad epochs during cooldown do not count
+        if self.num_bad_epochs > spec.patience:
+            old_lr = self.optimizer.lr
+            new_lr = max(old_lr * spec.factor, spec.lower_bound)
+            if old_lr - new_lr > spec.eps:
+                self.optimizer.lr = new_lr
+            self.cooldown, self.num_bad_epochs = spec.cooldown, 0
+        self.last_lr = self.optimizer.lr
+
+
 class ReduceLROnPlateau(ScheduleSpec):
     """lr *= factor when a monitored metric stops improving for `patience` epochs.
     Mirrors torch.optim.lr_scheduler.ReduceLROnPlateau; `step(metric)` takes the metric."""
+
+    runtime = PlateauScheduler
 
     type: Literal["ReduceLROnPlateau"] = "ReduceLROnPlateau"
     mode: Literal["min", "max"] = "min"
@@ -175,6 +191,12 @@ class ReduceLROnPlateau(ScheduleSpec):
     def lower_bound(self) -> float:
         return self.min_lr[0] if isinstance(self.min_lr, list) else self.min_lr
 
+    def monitored_metric(self, has_validation: bool, classification: bool) -> str | None:
+        """val_loss (loss without validation); in mode 'max', val_accuracy for
+        classification (accuracy without validation)."""
+        prefix = "val_" if has_validation else ""
+        return prefix + ("accuracy" if self.mode == "max" and classification else "loss")
+
     def is_better(self, value: float, best: float) -> bool:
         """torch's `_is_better`: does `value` improve on `best` by more than the threshold?"""
         if self.mode == "min" and self.threshold_mode == "rel":
@@ -186,105 +208,6 @@ class ReduceLROnPlateau(ScheduleSpec):
         return value > best + self.threshold
 
 
-SCHEDULES: tuple[type[ScheduleSpec], ...] = (
-    StepLR,
-    MultiStepLR,
-    ExponentialLR,
-    CosineAnnealingLR,
-    ReduceLROnPlateau,
-)
-SCHEDULE_TYPES: dict[str, type[ScheduleSpec]] = {
-    cls.model_fields["type"].default: cls for cls in SCHEDULES
-}
-AnySchedule = Annotated[Union[SCHEDULES], Field(discriminator="type")]  # noqa: UP007
-
-
-# -- the runtime side ---------------------------------------------------------------------
-class Scheduler:
-    """Sets `optimizer.lr` once per epoch by a schedule, as torch.optim.lr_scheduler does.
-
-    Build it after the optimizer: it takes the optimizer's lr as its base, and an epoch
-    schedule takes its epoch-0 step at construction, as torch's does. Call `step(metric)`
-    after each epoch's optimizer steps; ReduceLROnPlateau needs the metric, the others
-    ignore it. The state dict is flat: 0-d NumPy arrays (`np.savez`-storable).
-    """
-
-    def __init__(self, spec: ScheduleSpec, optimizer: Optimizer):
-        self.spec = spec
-        self.optimizer = optimizer
-        self.last_lr = optimizer.lr
-        if isinstance(spec, ReduceLROnPlateau):
-            self.state_names = ("last_epoch", "last_lr", "best", "num_bad_epochs", "cooldown")
-            self.last_epoch = 0
-            self.best = math.inf if spec.mode == "min" else -math.inf
-            self.num_bad_epochs = 0
-            self.cooldown = 0  # epochs of cooldown left (torch's cooldown_counter)
-        else:
-            self.state_names = ("last_epoch", "last_lr", "base_lr")
-            self.base_lr = optimizer.lr
-            self.last_epoch = spec.last_epoch  # type: ignore[attr-defined]
-            self._advance(initial=True)
-
-    @property
-    def lr(self) -> float:
-        """The learning rate this schedule set last (torch's get_last_lr()[0])."""
-        return self.last_lr
-
-    def step(self, metric: Any = None) -> None:
-        """End of an epoch: move the learning rate on."""
-        if isinstance(self.spec, ReduceLROnPlateau):
-            if metric is None:
-                raise OptimizerStateError("ReduceLROnPlateau.step needs the monitored metric")
-            self._plateau_step(self.spec, float(metric))
-        else:
-            self._advance(initial=False)
-
-    def _advance(self, initial: bool) -> None:
-        self.last_epoch += 1
-        spec: EpochSchedule = self.spec  # type: ignore[assignment]
-        lr = spec.next_lr(self.optimizer.lr, self.base_lr, self.last_epoch, initial)
-        self.optimizer.lr = self.last_lr = lr
-
-    def _plateau_step(self, spec: ReduceLROnPlateau, metric: float) -> None:
-        self.last_epoch += 1
-        if spec.is_better(metric, self.best):
-            self.best, self.num_bad_epochs = metric, 0
-        else:
-            self.num_bad_epochs += 1
-        if self.cooldown > 0:
-            self.cooldown -= 1
-            self.num_bad_epochs = 0  # bad epochs during cooldown do not count
-        if self.num_bad_epochs > spec.patience:
-            old_lr = self.optimizer.lr
-            new_lr = max(old_lr * spec.factor, spec.lower_bound)
-            if old_lr - new_lr > spec.eps:
-                self.optimizer.lr = new_lr
-            self.cooldown, self.num_bad_epochs = spec.cooldown, 0
-        self.last_lr = self.optimizer.lr
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """The schedule's counters and rates, each a 0-d NumPy array (int64 or float64)."""
-        return {name: np.asarray(getattr(self, name)) for name in self.state_names}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict()`; also sets the optimizer's lr to the restored last lr,
-        so the order of loading the optimizer and the schedule does not matter."""
-        names = set(self.state_names)
-        if state.keys() != names:
-            missing, unexpected = sorted(names - state.keys()), sorted(state.keys() - names)
-            raise OptimizerStateError(
-                f"{self.spec.type} state does not fit: "  # type: ignore[attr-defined]
-                f"missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}"
-            )
-        for name in self.state_names:
-            value = to_numpy(state[name])
-            if value.ndim != 0:
-                raise OptimizerStateError(f"schedule state '{name}' should be a scalar")
-            kind = type(getattr(self, name))  # int counters stay ints, rates floats
-            setattr(self, name, kind(value[()]))
-        self.optimizer.lr = self.last_lr
-
-
-def compile_schedule(spec: ScheduleSpec, optimizer: Optimizer) -> Scheduler:
-    """The runtime schedule of `spec` over `optimizer`."""
-    return Scheduler(spec, optimizer)
+SCHEDULES = REGISTRY.classes()
+SCHEDULE_TYPES = dict(REGISTRY.types)
+AnySchedule = REGISTRY.union()

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.optim.lr_scheduler import ReduceLROnPlateau
 from netspec.training.events import TrainingError
 
 if TYPE_CHECKING:
@@ -95,14 +94,14 @@ def monitors_for(
 def plateau_metric(
     train: TrainSpec, metrics: dict, has_validation: bool, classification: bool
 ) -> float | None:
-    """ReduceLROnPlateau's metric: val_loss (loss without validation); in mode 'max',
-    val_accuracy for classification. None for the other schedules."""
+    """The value the lr schedule steps on: the epoch metric it monitors (ReduceLROnPlateau's
+    `monitored_metric`), NaN when the epoch did not measure it; None for a schedule that
+    monitors none."""
     schedule = train.lr_schedule
-    if not isinstance(schedule, ReduceLROnPlateau):
+    name = schedule.monitored_metric(has_validation, classification) if schedule else None
+    if name is None:
         return None
-    prefix = "val_" if has_validation else ""
-    wants_accuracy = schedule.mode == "max" and classification
-    value = metrics.get(prefix + ("accuracy" if wants_accuracy else "loss"))
+    value = metrics.get(name)
     return value if value is not None else math.nan
 
 

@@ -1,18 +1,41 @@
-"""The runtime optimizers: torch.optim's single-tensor algorithms, step for step, updating a
-network's live parameter arrays in place from its gradient arrays, on NumPy or CuPy, in the
-parameters' dtype. One loop over parameter tensors per step; inside it, whole-array math.
+"""What every optimizer shares: the schema base that `train.optimizer` entries subclass (and
+that registers them), and the runtime base that steps a network's parameters in place and
+saves and restores its state. An optimizer's own module holds its schema and its step.
+
+The runtime follows torch.optim's single-tensor algorithms step for step, on NumPy or CuPy,
+in the parameters' dtype: one loop over parameter tensors per step, whole-array math inside.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from netspec.errors import InputError, NetspecError
-from netspec.ops.backend import array_module, to_numpy
-from netspec.optim.schemas import SGD, Adam, AdamW, OptimizerSpec
+from netspec.errors import ArgError, InputError, NetspecError
+from netspec.lazy import lazy_import
+from netspec.optim.registry import Registry
+from netspec.types import Bounds, Float
+
+np = lazy_import("numpy")
+backend = lazy_import("netspec.ops.backend")
+
+
+def _list_to_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# `(beta1, beta2)`; a YAML list stands for the tuple.
+FloatPair = Annotated[tuple[Float, Float], BeforeValidator(_list_to_tuple)]
+NonNegative = Bounds(minimum=0)
+# The editor's copy of `OptimizerSpec._check_fused`, for the optimizers that take `fused`.
+FUSED_RULE = {
+    "if": {"properties": {"fused": {"const": True}}, "required": ["fused"]},
+    "then": {
+        "properties": {"differentiable": {"const": False}, "foreach": {"enum": [False, None]}}
+    },
+}
 
 
 class OptimizerStateError(NetspecError, ValueError):
@@ -46,10 +69,6 @@ class Optimizer(ABC):
         # A Python float: a NumPy float64 scalar would upcast float32 parameters.
         self._lr = float(value)
 
-    def buffer_names(self) -> tuple[str, ...]:
-        """Per-parameter state arrays, stored as "<param>/<buffer>" in the state dict."""
-        return ()
-
     def step(self) -> None:
         """One update of every parameter from its current gradient."""
         self.steps += 1
@@ -65,7 +84,7 @@ class Optimizer(ABC):
         for grad in self.grads.values():
             grad.fill(0)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, Any]:
         """A NumPy snapshot: "lr", "step" (0-d arrays) and "<param>/<buffer>" arrays."""
         snapshot = {
             "lr": np.asarray(self.lr, dtype=np.float64),
@@ -73,7 +92,7 @@ class Optimizer(ABC):
         }
         for name, buffers in self.state.items():
             for buffer, array in buffers.items():
-                host = to_numpy(array)
+                host = backend.to_numpy(array)
                 snapshot[f"{name}/{buffer}"] = host.copy() if host is array else host
         return snapshot
 
@@ -84,7 +103,7 @@ class Optimizer(ABC):
         lr = float(_scalar(state, "lr"))
         if steps < 0:
             raise OptimizerStateError(f"optimizer state has a negative step count ({steps})")
-        names = self.buffer_names() if steps > 0 else ()
+        names = self.spec.state_buffers() if steps > 0 else ()
         expected = {f"{param}/{buffer}" for param in self.params for buffer in names}
         missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
         if missing or unexpected:
@@ -95,96 +114,63 @@ class Optimizer(ABC):
         restored: dict[str, dict[str, Any]] = {name: {} for name in self.params}
         for key, value in state.items():
             name, buffer = key.rsplit("/", 1)
-            param, host = self.params[name], to_numpy(value)
+            param, host = self.params[name], backend.to_numpy(value)
             if host.shape != param.shape:
                 raise OptimizerStateError(
                     f"optimizer state '{key}' has shape {host.shape}, "
                     f"but parameter '{name}' has shape {tuple(param.shape)}"
                 )
-            restored[name][buffer] = array_module(param).array(host, dtype=param.dtype)
+            restored[name][buffer] = backend.array_module(param).array(host, dtype=param.dtype)
         self.state, self.steps, self.lr = restored, steps, lr
 
 
-class SGDOptimizer(Optimizer):
-    """torch.optim.SGD's single-tensor step."""
-
-    spec: SGD
-
-    def buffer_names(self) -> tuple[str, ...]:
-        return ("momentum_buffer",) if self.spec.momentum != 0 else ()
-
-    def _update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
-        spec = self.spec
-        if spec.maximize:
-            grad = -grad
-        if spec.weight_decay != 0:
-            grad = grad + spec.weight_decay * param
-        if spec.momentum != 0:
-            buffer = state.get("momentum_buffer")
-            if buffer is None:  # the first step starts the buffer at the gradient itself
-                buffer = state["momentum_buffer"] = grad.copy()
-            else:
-                buffer *= spec.momentum
-                buffer += (1 - spec.dampening) * grad
-            grad = grad + spec.momentum * buffer if spec.nesterov else buffer
-        param -= self.lr * grad
+REGISTRY: Registry[OptimizerSpec] = Registry("optimizer")
 
 
-class AdamOptimizer(Optimizer):
-    """torch.optim.Adam's single-tensor step (AdamW: Adam with decoupled weight decay)."""
+class OptimizerSpec(BaseModel):
+    """Base of every optimizer schema: `type` plus torch.optim's arguments (without params).
 
-    spec: Adam | AdamW
+    A subclass that names its `type` is registered when it is defined (see `Registry`) and
+    says which `Optimizer` steps it (`runtime`) and what state it keeps (`state_buffers`).
+    """
 
-    def buffer_names(self) -> tuple[str, ...]:
-        names = ("exp_avg", "exp_avg_sq")
-        return (*names, "max_exp_avg_sq") if self.spec.amsgrad else names
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    def _update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
-        spec, lr, xp = self.spec, self.lr, array_module(param)
-        beta1, beta2 = spec.betas
-        if spec.maximize:
-            grad = -grad
-        if spec.weight_decay != 0:
-            if spec.decouples_weight_decay:
-                param *= 1 - lr * spec.weight_decay
-            else:
-                grad = grad + spec.weight_decay * param
-        if not state:
-            state.update({name: xp.zeros_like(param) for name in self.buffer_names()})
-        exp_avg, second_moment = state["exp_avg"], state["exp_avg_sq"]
-        _lerp_(exp_avg, grad, 1 - beta1)
-        second_moment *= beta2
-        second_moment += (1 - beta2) * grad * grad
-        if spec.amsgrad:
-            xp.maximum(state["max_exp_avg_sq"], second_moment, out=state["max_exp_avg_sq"])
-            second_moment = state["max_exp_avg_sq"]
-        # Python floats, as torch computes them: bias corrections of the running averages.
-        step_size = lr / (1 - beta1**self.steps)
-        bias_correction2_sqrt = (1 - beta2**self.steps) ** 0.5
-        denom = xp.sqrt(second_moment)
-        denom /= bias_correction2_sqrt
-        denom += spec.eps
-        param += (-step_size * exp_avg) / denom
+    runtime: ClassVar[type[Optimizer]]
+    """The runtime class that steps parameters by this schema."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        REGISTRY.add(cls)
+
+    def torch_arguments(self) -> dict[str, Any]:
+        """The constructor arguments, as PyTorch names them."""
+        return {k: v for k, v in self.model_dump().items() if k != "type"}
+
+    def state_buffers(self) -> tuple[str, ...]:
+        """The parameter-sized arrays of state kept per parameter, by their state-dict names
+        ("<param>/<buffer>"); memory estimates count them before any array exists."""
+        return ()
+
+    def _check_fused(self, foreach: bool | None, fused: bool | None, differentiable: bool) -> None:
+        if fused and differentiable:
+            raise ArgError("fused", "`fused` does not support `differentiable`")
+        if fused and foreach:
+            raise ArgError("fused", "`fused` and `foreach` cannot be `True` together.")
 
 
-def _lerp_(start: Any, end: Any, weight: float) -> None:
+def compile_optimizer(spec: OptimizerSpec, net: Any) -> Optimizer:
+    """The runtime optimizer of `spec` over `net.parameters()` and `net.grads`."""
+    return spec.runtime(spec, net.parameters(), net.grads)
+
+
+def lerp_(start: Any, end: Any, weight: float) -> None:
     """start.lerp_(end, weight) with ATen's two formulas (the exact one for each half)."""
     if abs(weight) < 0.5:
         start += weight * (end - start)
     else:
         start[...] = end - (end - start) * (1 - weight)
-
-
-RUNTIMES: dict[str, type[Optimizer]] = {
-    "SGD": SGDOptimizer,
-    "Adam": AdamOptimizer,
-    "AdamW": AdamOptimizer,
-}
-
-
-def compile_optimizer(spec: OptimizerSpec, net: Any) -> Optimizer:
-    """The runtime optimizer of `spec` over `net.parameters()` and `net.grads`."""
-    return RUNTIMES[spec.type](spec, net.parameters(), net.grads)  # type: ignore[attr-defined]
 
 
 def _check_same_shapes(params: dict[str, Any], grads: dict[str, Any]) -> None:
@@ -205,7 +191,7 @@ def _scalar(state: dict[str, Any], key: str) -> Any:
     """Pop a 0-d entry (a NumPy scalar or 0-d array) from a state dict."""
     if key not in state:
         raise OptimizerStateError(f"optimizer state has no '{key}' entry")
-    value = to_numpy(state.pop(key))
+    value = backend.to_numpy(state.pop(key))
     if value.ndim != 0:
         raise OptimizerStateError(f"optimizer state '{key}' should be a scalar, got {value.shape}")
     return value[()]
