@@ -195,6 +195,14 @@ def render_history(result: TrainResult, console: Console) -> None:
         console.print(f"stopped early after epoch {result.epochs}", highlight=False)
 
 
+def show_training(result: TrainResult, console: Console) -> None:
+    """The end of a finished `netspec train`: the history table, curves and files."""
+    render_history(result, console)
+    if result.plot_path is None:
+        render_sparklines(result.history, console)
+    render_files(result, console)
+
+
 def interrupt_line(result: TrainResult) -> str:
     """`interrupted at epoch 3, batch 12: saved runs/x/last.npz; resume with --resume ...`"""
     where = f"the end of epoch {result.epochs}"
