@@ -1,4 +1,4 @@
-"""One `fit()` call's parts and the work of an epoch.
+"""One `fit()` call's parts, the work of an epoch, and how the run starts and ends.
 
 An epoch: shuffled mini-batches (seeded) in train mode, one optimizer step each, then
 validation in eval mode, the schedule's step (ReduceLROnPlateau gets val_loss, or
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from netspec.data import batch_count, iterate_batches
 from netspec.training.evaluation import accuracy_counts, evaluate_arrays, first_output, loss_value
-from netspec.training.events import Callback, NonFiniteLossError, emit
+from netspec.training.events import Callback, NonFiniteLossError, RunInfo, TrainResult, emit
 from netspec.training.metrics import MetricsLog, finite_or_none, plateau_metric
 
 if TYPE_CHECKING:
@@ -60,6 +60,44 @@ class Run:
     def batches(self) -> int:
         """Batches per epoch."""
         return batch_count(len(self.setup.data.x_train), self.train.batch_size)
+
+    def info(self, spec_name: str, device: str, out: Path | None, resume: Any) -> RunInfo:
+        """What the run is about to do, for `on_train_start`."""
+        data = self.setup.data
+        return RunInfo(
+            spec_name=spec_name,
+            device=device,
+            epochs=self.train.epochs,
+            start_epoch=self.state.position.epoch,
+            batches=self.batches,
+            batch_size=self.train.batch_size,
+            train_samples=len(data.x_train),
+            val_samples=len(data.x_val),
+            classification=self.setup.classification,
+            data_name=data.name,
+            out=out,
+            resumed_from=Path(resume) if resume is not None else None,
+        )
+
+    def result(self, stopped: str) -> TrainResult:
+        """How the run ended; `plot_path` is filled in by the plot's `on_train_end`."""
+        state, monitor = self.state, self.state.best_monitor
+        best = None
+        if monitor.best is not None:
+            best = {"monitor": monitor.metric, "value": monitor.best, "epoch": monitor.best_epoch}
+        return TrainResult(
+            history=list(state.history),
+            epochs=state.position.epoch,
+            step=state.position.step,
+            stopped=stopped,
+            best=best,
+            last_checkpoint=self.last_path,
+            best_checkpoint=self.best_path,
+            metrics_path=self.metrics_log.path if self.metrics_log is not None else None,
+            batch=state.position.batch,
+            saved_on_interrupt=self.saved_on_interrupt,
+            signal=(self.interrupts.signal or "SIGINT") if stopped == "interrupted" else None,
+        )
 
     def elapsed(self) -> float:
         """Seconds spent in the current epoch (0 at its start, where a checkpoint needs none)."""

@@ -135,7 +135,7 @@ class Trainer:
             self._restore(checkpoint, Path(resume))  # type: ignore[arg-type]
         if run.metrics_log is not None:
             run.metrics_log.start(run.state.history)
-        run.emit("on_train_start", self._run_info(resume))
+        run.emit("on_train_start", run.info(self.spec.name, self.device, self.out, resume))
         for note in notes:
             run.emit("on_warning", note)
         # A diverging run overflows on its way to a NaN loss; the clean NonFiniteLossError
@@ -148,7 +148,7 @@ class Trainer:
             except Exception as exc:
                 run.emit("on_train_error", exc)
                 raise
-            result = self._result(stopped)
+            result = run.result(stopped)
             run.emit("on_train_end", result)  # deferring still: the plot is drawn in it
         return result
 
@@ -179,24 +179,6 @@ class Trainer:
             callbacks=callbacks,
             interrupts=interrupts,
             shuffle=train.shuffle and spec.data.shuffle,  # type: ignore[union-attr]
-        )
-
-    def _run_info(self, resume: str | Path | None) -> RunInfo:
-        run = self._built()
-        data = run.setup.data
-        return RunInfo(
-            spec_name=self.spec.name,
-            device=self.device,
-            epochs=run.train.epochs,
-            start_epoch=run.state.position.epoch,
-            batches=run.batches,
-            batch_size=run.train.batch_size,
-            train_samples=len(data.x_train),
-            val_samples=len(data.x_val),
-            classification=run.setup.classification,
-            data_name=data.name,
-            out=self.out,
-            resumed_from=Path(resume) if resume is not None else None,
         )
 
     def _restore(self, checkpoint: Checkpoint, path: Path) -> None:
@@ -273,27 +255,6 @@ class Trainer:
         path = save_checkpoint(self.out / f"{kind}.npz", checkpoint)  # type: ignore[operator]
         run.emit("on_checkpoint", kind, path)
         return path
-
-    def _result(self, stopped: str) -> TrainResult:
-        """How the run ended; `plot_path` is filled in by the plot's `on_train_end`."""
-        run = self._built()
-        state, monitor = run.state, run.state.best_monitor
-        best = None
-        if monitor.best is not None:
-            best = {"monitor": monitor.metric, "value": monitor.best, "epoch": monitor.best_epoch}
-        return TrainResult(
-            history=list(state.history),
-            epochs=state.position.epoch,
-            step=state.position.step,
-            stopped=stopped,
-            best=best,
-            last_checkpoint=run.last_path,
-            best_checkpoint=run.best_path,
-            metrics_path=run.metrics_log.path if run.metrics_log is not None else None,
-            batch=state.position.batch,
-            saved_on_interrupt=run.saved_on_interrupt,
-            signal=(run.interrupts.signal or "SIGINT") if stopped == "interrupted" else None,
-        )
 
 
 def fit(spec: Spec, resume: str | Path | None = None, **options: Any) -> TrainResult:
