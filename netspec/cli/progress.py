@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from netspec.cli.plot import sparklines
 from netspec.training.events import Callback, EvalResult, RunInfo, TrainResult
 from netspec.wording import plural
 
@@ -231,8 +232,6 @@ def render_files(result: TrainResult, console: Console) -> None:
 
 def render_sparklines(history: list[dict], console: Console) -> None:
     """The terminal stand-in for the PNG plot."""
-    from netspec.cli.plot import sparklines
-
     for metric, line, first, last in sparklines(history):
         console.print(
             f"{metric:>13} {line}  {_format(metric, first)} -> {_format(metric, last)}",
