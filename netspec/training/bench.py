@@ -147,9 +147,11 @@ def _output_gradient(
                 return loss.backward()
 
             return with_loss, spec.loss.type, None
-    # Side outputs (MaxPool2d's indices, NAME.indices) take no gradient.
+    # Side outputs (MaxPool2d's indices, NAME.indices) take no gradient; a layer's own
+    # name may have dots too (a module path of a nested spec), so ask the graph.
+    layers = {node.name for node in net.graph.nodes}
     grads = tuple(
-        None if "." in ref else net.xp.asarray(rng.standard_normal(shape).astype(net.dtype))
+        net.xp.asarray(rng.standard_normal(shape).astype(net.dtype)) if ref in layers else None
         for ref, shape in zip(net.graph.outputs, shapes, strict=True)
     )
     synthetic = grads if len(grads) > 1 else grads[0]
