@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from netspec.errors import Diagnostic, InputError, NetspecError, SpecError
-
-__version__ = "0.1.0"
+from netspec.version import __version__
 
 _LAZY = {
     "Spec": "netspec.frontend.load",

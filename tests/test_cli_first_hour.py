@@ -111,8 +111,7 @@ def test_nothing_to_do_warning_counts_epochs(tmp_path):
 
 
 def test_without_matplotlib_the_skipped_plot_is_said_once(tmp_path, monkeypatch):
-    monkeypatch.setattr("netspec.cli.plot.matplotlib_available", lambda: False)
-    monkeypatch.setattr("netspec.cli.plot.save_plot", lambda *args, **kwargs: None)
+    monkeypatch.setattr("netspec.training.plot.save_plot", lambda *args, **kwargs: None)
     out = tmp_path / "run"
     result = run("train", spec_file(tmp_path), "--out", str(out), "--epochs", "2")
     assert result.exit_code == 0, result.output

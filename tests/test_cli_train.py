@@ -235,7 +235,7 @@ def test_ctrl_c_saves_and_exits_130_with_one_line(tmp_path, monkeypatch):
 
 
 def test_nan_loss_is_one_error_line_with_hint(tmp_path, monkeypatch):
-    monkeypatch.setattr("netspec.training.trainer.loss_value", lambda value: float("nan"))
+    monkeypatch.setattr("netspec.training.run.loss_value", lambda value: float("nan"))
     result = run("train", spec_file(tmp_path), "--out", str(tmp_path / "run"))
     assert result.exit_code == 1
     assert "error: the loss became nan at epoch 1, step 1 (batch 1 of 5)" in result.stderr

@@ -128,7 +128,7 @@ def test_a_lock_of_another_host_is_respected(tmp_path):
 
 
 def test_the_lock_is_released_when_training_fails(tmp_path, monkeypatch):
-    monkeypatch.setattr("netspec.training.trainer.loss_value", lambda value: float("nan"))
+    monkeypatch.setattr("netspec.training.run.loss_value", lambda value: float("nan"))
     with pytest.raises(TrainingError):
         fit(tiny_spec(tmp_path), out=tmp_path / "run")
     assert not (tmp_path / "run" / LOCK_NAME).exists()

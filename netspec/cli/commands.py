@@ -1,25 +1,28 @@
 """The `netspec` command line (typer + rich). The only place that prints or exits.
 
-Every error netspec knows about becomes readable lines on stderr and exit code 1; bad usage
-is exit 2 (typer's); anything else escaping would be a bug.
+Every error netspec knows about becomes readable lines on stderr and exit code 1, in one
+place (exits.errors_exit, around every command through `command`); bad usage is exit 2
+(typer's); anything else escaping would be a bug.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from netspec.errors import Diagnostic, NetspecError, SpecError
+from netspec.cli.exits import CommandError, err, errors_exit
+from netspec.errors import Diagnostic, SpecError
+from netspec.frontend.json_schema import SCHEMA_PATH
 from netspec.frontend.source import read_text
-
-if TYPE_CHECKING:
-    from netspec.training.events import TrainResult
+from netspec.version import __version__
 
 app = typer.Typer(
     name="netspec",
@@ -29,13 +32,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from netspec import __version__
-
         out.print(f"netspec {__version__}", highlight=False)
         raise typer.Exit()
 
@@ -64,10 +64,22 @@ def _source_text(path: Path) -> str | None:
         return None
 
 
-def fail(message: str) -> typer.Exit:
-    """Print one error line (`message` is plain text, never markup) and make exit code 1."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def command(name: str | None = None, *, interrupted: str | None = None) -> Callable:
+    """`app.command`, with `errors_exit` around the command."""
+
+    def register(function: Command) -> Command:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with errors_exit(interrupted):
+                return function(*args, **kwargs)
+
+        app.command(name)(run)
+        return function
+
+    return register
 
 
 def show_diagnostics(diagnostics: list[Diagnostic], path: Path) -> None:
@@ -90,7 +102,7 @@ def load_spec(path: Path):
     return spec
 
 
-@app.command()
+@command()
 def check(
     spec_path: SpecArg,
     batch_size: Annotated[
@@ -131,11 +143,11 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command()
+@command()
 def schema(
     output: Annotated[
         str, typer.Option("--output", "-o", help="Where to write it; '-' for stdout.")
-    ] = "schemas/netspec.schema.json",
+    ] = SCHEMA_PATH,
     check_only: Annotated[
         bool, typer.Option("--check", help="Fail if the file differs from the current schema.")
     ] = False,
@@ -147,11 +159,13 @@ def schema(
     if check_only:
         current = _source_text(Path(output))
         if current is None and not Path(output).exists():
-            raise fail(f"{output} does not exist: run `netspec schema -o {output}` and commit it")
+            raise CommandError(
+                f"{output} does not exist: run `netspec schema -o {output}` and commit it"
+            )
         if current is None:
-            raise fail(f"cannot read {output} as UTF-8 text")
+            raise CommandError(f"cannot read {output} as UTF-8 text")
         if current != text:
-            raise fail(f"{output} is stale: run `netspec schema -o {output}` and commit it")
+            raise CommandError(f"{output} is stale: run `netspec schema -o {output}` and commit it")
         err.print(f"{escape(output)} is up to date", highlight=False)
         return
     if output == "-":
@@ -162,7 +176,7 @@ def schema(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
     err.print(f"wrote {escape(output)}", highlight=False)
 
 
@@ -171,20 +185,7 @@ DeviceOpt = Annotated[
 ]
 
 
-# The estimate behind warning[memory] errs low; an allocation it missed still ends in a line.
-OUT_OF_MEMORY = "out of memory: the network, its batch or its data do not fit on this machine"
-
-
-def fail_with_hint(exc: NetspecError) -> typer.Exit:
-    """One error line (plus the hint line a DataError/CheckpointError/TrainingError has)."""
-    exit_ = fail(getattr(exc, "message", None) or str(exc))
-    hint = getattr(exc, "hint", None)
-    if hint:
-        err.print(f"  hint: {escape(hint)}", style="cyan", highlight=False, soft_wrap=True)
-    return exit_
-
-
-@app.command()
+@command(interrupted="before training started: nothing was saved")
 def train(
     spec_path: SpecArg,
     device: DeviceOpt = "cpu",
@@ -218,9 +219,8 @@ def train(
     Runs never overwrite each other: without --out a run gets runs/<name>/version_K (the
     next free K); an --out that holds a run needs --resume or --overwrite.
     """
-    from netspec.cli.progress import progress_for
-    from netspec.training.interrupts import Terminated
-    from netspec.training.run_folder import RunExistsError, remove_if_empty
+    from netspec.cli.progress import interrupt_line, progress_for, show_training
+    from netspec.training.run_folder import remove_if_empty
     from netspec.training.trainer import Trainer
 
     spec = load_spec(spec_path)
@@ -230,27 +230,16 @@ def train(
     trainer = Trainer(
         spec, device=device, out=folder, callbacks=[progress], overwrite=overwrite, **options
     )
-    try:
+    try:  # a KeyboardInterrupt out of fit() came before the first batch: nothing saved
         with progress:
             result = trainer.fit(resume=resume)
-    except RunExistsError as exc:
-        raise fail(
-            f"--out {exc.folder} already holds a run ({', '.join(exc.files)}): continue it "
-            f"with --resume {exc.folder / 'last.npz'}, or replace it with --overwrite"
-        ) from None
-    except NetspecError as exc:
-        raise fail_with_hint(exc) from None
-    except MemoryError:
-        raise fail(OUT_OF_MEMORY) from None
-    except KeyboardInterrupt as exc:  # before the first batch: nothing to save yet
-        terminated = isinstance(exc, Terminated)
-        what = "terminated (SIGTERM)" if terminated else "interrupted"
-        err.print(f"{what} before training started: nothing was saved", highlight=False)
-        raise typer.Exit(143 if terminated else 130) from None
     finally:
         for path in made:  # a run that failed before writing anything leaves no folders
             remove_if_empty(path)
-    show_training(result)
+    if result.interrupted:
+        err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)
+        raise typer.Exit(143 if result.signal == "SIGTERM" else 130)  # as a shell says
+    show_training(result, out)
 
 
 def _run_folder(name: str, out_dir: Path | None, resume: Path | None) -> tuple[Path, list[Path]]:
@@ -260,37 +249,19 @@ def _run_folder(name: str, out_dir: Path | None, resume: Path | None) -> tuple[P
 
     if out_dir is not None:
         if out_dir.exists() and not out_dir.is_dir():
-            raise fail(f"--out {out_dir} is a file, not a folder")
+            raise CommandError(f"--out {out_dir} is a file, not a folder")
         return out_dir, []
     if resume is not None:
         return resume.parent, []
     root = Path("runs") / name
     if root.exists() and not root.is_dir():
-        raise fail(f"the output folder {root} is a file, not a folder")
+        raise CommandError(f"the output folder {root} is a file, not a folder")
     made = [p for p in (root, root.parent) if not p.exists()]
-    try:
-        folder = new_version_folder(root)
-        return folder, [folder, *made]
-    except NetspecError as exc:
-        raise fail_with_hint(exc) from None
+    folder = new_version_folder(root)
+    return folder, [folder, *made]
 
 
-def show_training(result: TrainResult) -> None:
-    """The end of `netspec train`: the history table, curves and files, or the interrupt
-    line and exit code 130 (Ctrl-C) or 143 (SIGTERM, as a shell reports a process it
-    ended)."""
-    from netspec.cli.progress import interrupt_line, render_files, render_history, render_sparklines
-
-    if result.interrupted:
-        err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)
-        raise typer.Exit(143 if result.signal == "SIGTERM" else 130)
-    render_history(result, out)
-    if result.plot_path is None:
-        render_sparklines(result.history, out)
-    render_files(result, out)
-
-
-@app.command("eval")
+@command("eval")
 def eval_command(
     spec_path: SpecArg,
     weights: Annotated[
@@ -306,18 +277,13 @@ def eval_command(
     from netspec.training.trainer import evaluate
 
     spec = load_spec(spec_path)
-    try:
-        result = evaluate(spec, weights, device=device, batch_size=batch_size)
-    except NetspecError as exc:
-        raise fail_with_hint(exc) from None
-    except MemoryError:
-        raise fail(OUT_OF_MEMORY) from None
+    result = evaluate(spec, weights, device=device, batch_size=batch_size)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     render_evaluation(result, spec.name, weights, out)
 
 
-@app.command("bench")
+@command("bench")
 def bench_command(
     spec_path: SpecArg,
     device: DeviceOpt = "cpu",
@@ -332,12 +298,7 @@ def bench_command(
     from netspec.training.bench import bench
 
     spec = load_spec(spec_path)
-    try:
-        result = bench(spec, device=device, batch_size=batch_size, repeats=repeats)
-    except NetspecError as exc:
-        raise fail_with_hint(exc) from None
-    except MemoryError:
-        raise fail(OUT_OF_MEMORY) from None
+    result = bench(spec, device=device, batch_size=batch_size, repeats=repeats)
     if as_json:
         out.print_json(json.dumps(result.to_dict()))
     else:
@@ -345,15 +306,13 @@ def bench_command(
 
 
 def main() -> None:
-    """Console-script entry point: netspec's own errors become one line, never a traceback."""
+    """Console-script entry point: what escapes a command (typer's own work around it) goes
+    through the same `errors_exit`, so it too is one line, never a traceback."""
     try:
-        app()
-    except NetspecError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
-        sys.exit(130)
+        with errors_exit(interrupted=""):
+            app()
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
 
 
 if __name__ == "__main__":

@@ -1,64 +1,14 @@
-"""Training curves: a PNG through matplotlib (the optional `plot` extra), or sparklines.
-
-matplotlib is imported only here and only when a plot is drawn; without it `save_plot`
-returns None and callers show `sparklines` in the terminal instead. The figure is drawn
-with the object-oriented API (no pyplot), so no GUI backend or global state is touched.
+"""Training curves in the terminal: sparklines, the stand-in for metrics.png where no
+plot was drawn (the PNG itself is the trainer's: netspec.training.plot.MetricsPlot).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-from netspec.training.atomic import write_atomically
+from netspec.training.plot import PANELS, series
 
-MISSING_MATPLOTLIB = (
-    'matplotlib is not installed: pip install -e ".[plot]" (or pip install matplotlib)'
-)
 _BARS = "▁▂▃▄▅▆▇█"
-# (title, [(metric, label)]) of each panel.
-_PANELS = (
-    ("loss", [("loss", "training"), ("val_loss", "validation")]),
-    ("accuracy", [("accuracy", "training"), ("val_accuracy", "validation")]),
-)
-
-
-def matplotlib_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _series(history: list[dict], metric: str) -> tuple[list[int], list[float]]:
-    points = [(m["epoch"], m[metric]) for m in history if m.get(metric) is not None]
-    return [e for e, _ in points], [v for _, v in points]
-
-
-def save_plot(history: list[dict], path: str | Path, title: str = "") -> Path | None:
-    """Loss (and accuracy) per epoch as a PNG at `path`; None when matplotlib is missing."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    panels = [(name, lines) for name, lines in _PANELS if _series(history, lines[0][0])[0]]
-    figure = Figure(figsize=(5.0 * len(panels), 3.6), dpi=100, layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, lines) in zip(axes, panels, strict=True):
-        for metric, label in lines:
-            epochs, values = _series(history, metric)
-            if epochs:
-                ax.plot(epochs, values, marker="o", markersize=3, label=label)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        figure.suptitle(title)
-    path = Path(path)
-    write_atomically(path, lambda file: figure.savefig(file, format="png"))
-    return path
 
 
 def sparkline(values: list[float | None]) -> str:
@@ -82,9 +32,9 @@ def sparkline(values: list[float | None]) -> str:
 def sparklines(history: list[dict]) -> list[tuple[str, str, float, float]]:
     """(metric, sparkline, first value, last value) for each metric the history has."""
     lines = []
-    for _, metrics in _PANELS:
+    for _, metrics in PANELS:
         for metric, _ in metrics:
-            _, values = _series(history, metric)
+            _, values = series(history, metric)
             if values:
                 lines.append(
                     (metric, sparkline([m.get(metric) for m in history]), values[0], values[-1])

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from netspec.cli.plot import sparklines
 from netspec.training.events import Callback, EvalResult, RunInfo, TrainResult
 from netspec.wording import plural
 
@@ -195,6 +196,14 @@ def render_history(result: TrainResult, console: Console) -> None:
         console.print(f"stopped early after epoch {result.epochs}", highlight=False)
 
 
+def show_training(result: TrainResult, console: Console) -> None:
+    """The end of a finished `netspec train`: the history table, curves and files."""
+    render_history(result, console)
+    if result.plot_path is None:
+        render_sparklines(result.history, console)
+    render_files(result, console)
+
+
 def interrupt_line(result: TrainResult) -> str:
     """`interrupted at epoch 3, batch 12: saved runs/x/last.npz; resume with --resume ...`"""
     where = f"the end of epoch {result.epochs}"
@@ -223,8 +232,6 @@ def render_files(result: TrainResult, console: Console) -> None:
 
 def render_sparklines(history: list[dict], console: Console) -> None:
     """The terminal stand-in for the PNG plot."""
-    from netspec.cli.plot import sparklines
-
     for metric, line, first, last in sparklines(history):
         console.print(
             f"{metric:>13} {line}  {_format(metric, first)} -> {_format(metric, last)}",

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netspec.errors import InputError
+from netspec.frontend.shape_report import infer
+from netspec.losses import compile_loss
+from netspec.network import compile as compile_network
+from netspec.optim import SGD, compile_optimizer
 from netspec.types import ShapeError
 
 if TYPE_CHECKING:
@@ -59,10 +63,7 @@ def bench(
     gradient of every output's shape instead, and `note` says why. A network without
     parameters has its input gradient computed, so that backward is timed at all.
     """
-    from netspec.network import compile
-    from netspec.optim import SGD, compile_optimizer
-
-    net = compile(spec, device=device, seed=0).train()
+    net = compile_network(spec, device=device, seed=0).train()
     optimizer = compile_optimizer(spec.train.optimizer if spec.train else SGD(lr=0.01), net)
     rng = np.random.default_rng(0)
     x = net.xp.asarray(rng.standard_normal((batch_size, *spec.input.shape)).astype(net.dtype))
@@ -75,27 +76,8 @@ def bench(
         optimizer.step()
         net.synchronize()
 
-    for _ in range(warmup):
-        step()
-    step_times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        step_times.append(time.perf_counter() - start)
-    net.timings = {}
-    for _ in range(repeats):
-        step()
-    timings, net.timings = net.timings, None
-    layers = [
-        LayerTime(
-            node.name,
-            node.layer.type_name,
-            1e3 * statistics.median(timings[f"{node.name}/forward"]),
-            1e3 * statistics.median(timings.get(f"{node.name}/backward", [0.0])),
-        )
-        for node in net.graph.nodes
-    ]
-    step_s = statistics.median(step_times)
+    step_s = _median_step(step, warmup, repeats)
+    layers = _layer_times(net, step, repeats)
     return BenchResult(
         spec.name,
         device,
@@ -109,6 +91,35 @@ def bench(
     )
 
 
+def _median_step(step: Callable[[], None], warmup: int, repeats: int) -> float:
+    """Seconds of the median of `repeats` untimed steps after `warmup` ones."""
+    for _ in range(warmup):
+        step()
+    step_times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        step_times.append(time.perf_counter() - start)
+    return statistics.median(step_times)
+
+
+def _layer_times(net: Network, step: Callable[[], None], repeats: int) -> list[LayerTime]:
+    """Median forward and backward milliseconds of each layer over `repeats` timed steps."""
+    net.timings = {}
+    for _ in range(repeats):
+        step()
+    timings, net.timings = net.timings, None
+    return [
+        LayerTime(
+            node.name,
+            node.layer.type_name,
+            1e3 * statistics.median(timings[f"{node.name}/forward"]),
+            1e3 * statistics.median(timings.get(f"{node.name}/backward", [0.0])),
+        )
+        for node in net.graph.nodes
+    ]
+
+
 Gradient = Callable[[Any], Any]  # the network's output(s) -> the gradient(s) for backward
 
 
@@ -116,9 +127,6 @@ def _output_gradient(
     spec: Spec, net: Network, x: Any, batch_size: int, rng: np.random.Generator
 ) -> tuple[Gradient, str | None, str | None]:
     """How a step turns the outputs into gradients: (gradient, loss name, note)."""
-    from netspec.frontend.shape_report import infer
-    from netspec.losses import compile_loss
-
     shapes = infer(spec, batch_size).output_shapes
     if spec.loss is None:
         reason = "the spec has no loss"
@@ -139,9 +147,11 @@ def _output_gradient(
                 return loss.backward()
 
             return with_loss, spec.loss.type, None
-    # Side outputs (MaxPool2d's indices, NAME.indices) take no gradient.
+    # Side outputs (MaxPool2d's indices, NAME.indices) take no gradient; a layer's own
+    # name may have dots too (a module path of a nested spec), so ask the graph.
+    layers = {node.name for node in net.graph.nodes}
     grads = tuple(
-        None if "." in ref else net.xp.asarray(rng.standard_normal(shape).astype(net.dtype))
+        net.xp.asarray(rng.standard_normal(shape).astype(net.dtype)) if ref in layers else None
         for ref, shape in zip(net.graph.outputs, shapes, strict=True)
     )
     synthetic = grads if len(grads) > 1 else grads[0]

@@ -28,6 +28,7 @@ from netspec.memory import available_memory, format_bytes
 from netspec.ops.backend import to_numpy
 from netspec.training.atomic import write_atomically
 from netspec.training.checkpoint_meta import canonical_json, meta_checksum, validate_meta
+from netspec.version import __version__
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
@@ -48,6 +49,17 @@ SCHEDULE_PREFIX = "schedule/"
 
 class CheckpointError(NetspecError):
     """A checkpoint that cannot be read, is damaged, or does not fit the spec; `hint` helps."""
+
+
+class CheckpointNotFoundError(CheckpointError):
+    """No file at `path` (the CLI words the hint in its own flags)."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            f"checkpoint not found: {path}",
+            hint="a run writes last.npz and best.npz into its run folder",
+        )
+        self.path = path
 
 
 @dataclass
@@ -83,8 +95,6 @@ def network_fingerprint(spec: Spec) -> str:
 
 def spec_meta(spec: Spec) -> dict[str, Any]:
     """The spec's identity as recorded in `__meta__`."""
-    from netspec import __version__
-
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -145,9 +155,7 @@ def load_checkpoint(path: str | Path, spec: Spec | None = None) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint not found: {path}", hint="runs write last.npz and best.npz under --out"
-        )
+        raise CheckpointNotFoundError(path)
     _check_magic(path)
     try:
         with NpzReader(path, stored_only=True) as archive:

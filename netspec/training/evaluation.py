@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netspec.data import iterate_batches
+from netspec.frontend.spec import TrainSpec
 from netspec.ops.backend import get_xp, to_numpy
 from netspec.training.checkpoint import check_fits, load_checkpoint
 from netspec.training.events import EvalResult
@@ -38,13 +39,11 @@ def evaluate(
     validation split the training data is used (`split` says which). The batch size
     defaults to the run's, so the loss matches the logged val_loss to the last digit.
     """
-    from netspec.frontend.spec import TrainSpec
-
-    get_xp(device)
+    xp = get_xp(device)  # a missing CuPy is the first thing to say
     path = Path(weights)
     checkpoint = load_checkpoint(path, spec)  # names and shapes checked before any data
     meta, train = checkpoint.meta, spec.train or TrainSpec()
-    setup = prepare(spec, device, meta_int(meta, "seed", train.seed))
+    setup = prepare(spec, device, meta_int(meta, "seed", train.seed), xp)
     warning = check_fits(checkpoint, setup.net, path)
     setup.net.load_state_dict(checkpoint.state)
     data = setup.data
@@ -79,7 +78,7 @@ def evaluate_arrays(
 ) -> tuple[float, int | None, int, np.ndarray | None]:
     """Mean loss, correct count, counted elements and (optionally) the confusion matrix of
     the network in eval mode over (x, y), in batches."""
-    net, xp = setup.net, setup.net.xp
+    net, xp = setup.net, setup.xp
     net.eval()
     loss_sum, correct, counted = 0.0, 0, 0
     classes = setup.data.num_classes or 0

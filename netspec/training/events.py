@@ -6,8 +6,10 @@ returns a `TrainResult` (`evaluate` an `EvalResult`); the CLI turns them into ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,9 @@ class NonFiniteLossError(TrainingError):
 
 class Callback:
     """Receives training events; override what you need. Raising KeyboardInterrupt from
-    `on_batch_end` or `on_epoch_end` stops training as Ctrl-C does (a checkpoint is saved)."""
+    `on_batch_end` or `on_epoch_end` stops training as Ctrl-C does (a checkpoint is saved).
+    A run that fails after `on_train_start` calls `on_train_error` with the error it is
+    about to raise instead of `on_train_end`."""
 
     def on_train_start(self, run: RunInfo) -> None: ...
     def on_epoch_start(self, epoch: int, batches: int) -> None: ...
@@ -66,6 +70,15 @@ class Callback:
     def on_checkpoint(self, kind: str, path: Path) -> None: ...
     def on_warning(self, message: str) -> None: ...
     def on_train_end(self, result: TrainResult) -> None: ...
+    def on_train_error(self, error: Exception) -> None: ...
+
+
+def emit(callbacks: Sequence[Callback], event: str, *args: Any) -> None:
+    """Call `event` on every callback that has it (duck-typed: any object will do)."""
+    for callback in callbacks:
+        handler = getattr(callback, event, None)
+        if handler is not None:
+            handler(*args)
 
 
 @dataclass(frozen=True)

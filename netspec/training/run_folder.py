@@ -1,42 +1,30 @@
 """A run's folder: versioned defaults, one trainer at a time, and what crashes leave behind.
 
     folder = new_version_folder(Path("runs/digits"))     # runs/digits/version_K, K free
-    lock = RunLock.acquire(folder)                     # RunLockedError when held
+    lock, notes = claim_run_folder(folder, resume=None, overwrite=False)
     ...                                                # train, write checkpoints
     lock.release()
 
 A folder "holds a run" when it has a checkpoint or a non-empty metrics log: a new run there
 would overwrite it, so the trainer refuses (RunExistsError) unless it resumes that run or
-is told to overwrite it. The lock is `.netspec.lock` (pid, host, start time as JSON),
-created with O_EXCL and held with flock where the platform has it; a lock whose process
-is gone from this host is taken over. Temporaries that dead writers left half-written
-(`.last.npz.<pid>.<hex>.tmp`, see checkpoint.write_atomically) are removed at the start.
+is told to overwrite it. One trainer at a time: run_lock.py. Temporaries that dead writers
+left half-written (`.last.npz.<pid>.<hex>.tmp`, see atomic.write_atomically) are removed
+when a run claims the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
 import re
-import socket
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from netspec.training.events import TrainingError
+from netspec.training.run_lock import LOCK_NAME, RunLock, RunLockedError, pid_alive
 
-try:
-    import fcntl
-except ImportError:  # Windows: the pid check alone decides whether a lock is stale
-    fcntl = None  # type: ignore[assignment]
-
-LOCK_NAME = ".netspec.lock"
 RUN_FILES = ("last.npz", "best.npz", "metrics.jsonl", "metrics.png")
 _VERSION = re.compile(r"version_(\d+)")
 _TEMPORARY = re.compile(r"\.(.+)\.(\d+)\.([0-9a-f]+)\.tmp")  # .<name>.<pid>.<hex>.tmp
-_EMPTY_LOCK_RETRIES = 20  # x 25 ms: a lock file is empty only while its owner writes it
 
 
 class RunExistsError(TrainingError):
@@ -49,21 +37,6 @@ class RunExistsError(TrainingError):
             "folder",
         )
         self.folder, self.files = folder, files
-
-
-class RunLockedError(TrainingError):
-    """Another live trainer writes the folder."""
-
-    def __init__(self, folder: Path, owner: dict):
-        pid, host = owner.get("pid", "?"), owner.get("host", "?")
-        since = owner.get("started")
-        when = f" since {since}" if since else ""
-        super().__init__(
-            f"{folder} is in use by another trainer (pid {pid} on {host}{when})",
-            hint=f"wait for it to finish, stop it, or choose another folder (the lock is "
-            f"{folder / LOCK_NAME})",
-        )
-        self.folder, self.pid, self.host = folder, pid, host
 
 
 def run_files(folder: Path) -> list[str]:
@@ -134,147 +107,56 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process `pid` runs on this host (True when it cannot be told)."""
-    if pid <= 0:
-        return False
-    if os.name != "posix":
-        return True
+def claim_run_folder(
+    out: Path | None, resume: str | Path | None, overwrite: bool
+) -> tuple[RunLock | None, list[str]]:
+    """Lock the run folder, refuse to overwrite another run in it (unless `overwrite`), and
+    clear what dead writers left there. Returns the lock (None when the run writes no
+    files) and notes for the run's warnings."""
+    notes: list[str] = []
+    if out is None:
+        return None, notes
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
-@dataclass
-class RunLock:
-    """The lock of one run folder, held by this process until `release()`."""
-
-    path: Path
-    fd: int
-    took_over: dict | None = None  # the owner of a stale lock this one replaced
-
-    @classmethod
-    def acquire(cls, folder: Path) -> RunLock:
-        """Lock `folder` (which exists); RunLockedError when a live trainer holds it."""
-        path = folder / LOCK_NAME
-        took_over = None
-        for _ in range(_EMPTY_LOCK_RETRIES + 2):
-            fd = _create(path)
-            if fd is not None:
-                return cls(path, fd, took_over)
-            owner, stale = _inspect(path)
-            if owner is None:  # its owner is writing it, or it just went away
-                time.sleep(0.025)
-                continue
-            if not stale:
-                raise RunLockedError(folder, owner)
-            if _remove_stale(path):
-                took_over = owner
-        raise RunLockedError(folder, {"pid": "?", "host": "?"})
-
-    def release(self) -> None:
-        """Remove the lock file and let go of it."""
-        try:
-            self.path.unlink()
-        except OSError:
-            pass  # removed by hand: nothing left to release
-        finally:
-            os.close(self.fd)
-
-    def describe_takeover(self) -> str | None:
-        """One line about the stale lock this one replaced, if any."""
-        owner = self.took_over
-        if owner is None:
-            return None
-        return (
-            f"took over the lock of {self.path.parent}: its trainer (pid {owner.get('pid')} "
-            f"on {owner.get('host')}) is no longer running"
-        )
-
-
-def _create(path: Path) -> int | None:
-    """Create the lock file with O_EXCL, flock it, then write who holds it; None if it
-    exists. The flock comes before the content, so a readable owner always holds it."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileExistsError:
-        return None
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TrainingError(f"cannot lock {path.parent}: {exc.strerror or exc}") from None
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new file: nobody else has it
-    owner = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    os.write(fd, json.dumps(owner).encode())
-    os.fsync(fd)
-    return fd
-
-
-def _inspect(path: Path) -> tuple[dict | None, bool]:
-    """(owner, stale) of an existing lock file; owner None while it is empty or gone."""
+        raise TrainingError(f"cannot create {out}: {exc.strerror or exc}") from None
+    lock = RunLock.acquire(out)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None, False
-    except OSError as exc:
-        raise TrainingError(f"cannot read the lock {path}: {exc.strerror or exc}") from None
-    if not text:
-        return None, False
-    try:
-        owner = json.loads(text)
-        pid = int(owner["pid"])
-    except (ValueError, KeyError, TypeError):
-        return {"pid": "?", "host": "?"}, True  # not a lock netspec wrote whole
-    if owner.get("host") != socket.gethostname():
-        return owner, False  # another machine's process: cannot tell, so it is live
-    return owner, not pid_alive(pid) or _flock_free(path)
+        takeover = lock.describe_takeover()
+        if takeover is not None:
+            notes.append(takeover)
+        continues = resume is not None and _same_folder(Path(resume).parent, out)
+        found = run_files(out)
+        if found and not continues:
+            if not overwrite:
+                raise RunExistsError(out, found)
+            notes.append(f"overwrote the run in {out} ({', '.join(clear_run(out))})")
+        stale = remove_stale_temporaries(out)
+        if stale:
+            names = ", ".join(p.name for p in stale)
+            notes.append(f"removed what interrupted writes left: {names}")
+    except BaseException:
+        lock.release()
+        raise
+    return lock, notes
 
 
-def _flock_free(path: Path) -> bool:
-    """Whether nobody holds the flock of `path` (its owner's pid was reused)."""
-    if fcntl is None:
-        return False
+def _same_folder(a: Path, b: Path) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return a.resolve() == b.resolve()
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
-def _remove_stale(path: Path) -> bool:
-    """Remove a stale lock file unless another process is taking it over at the same time
-    (it holds the file's flock, or has replaced the file already)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    return False
-                raise
-        if os.fstat(fd).st_nlink == 0:
-            return False  # another process took it over since we opened it
-        path.unlink()
-        return True
-    except FileNotFoundError:
-        return False
-    finally:
-        os.close(fd)
+__all__ = [
+    "LOCK_NAME",
+    "RunExistsError",
+    "RunLock",
+    "RunLockedError",
+    "claim_run_folder",
+    "clear_run",
+    "new_version_folder",
+    "remove_if_empty",
+    "remove_stale_temporaries",
+    "run_files",
+]

@@ -9,17 +9,24 @@ TrainingError (netspec cannot guess what to minimise or what to train on).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from netspec import memory  # its module: tests stand in for available_memory
 from netspec.data import Dataset, load_dataset
-from netspec.ops.backend import get_xp
+from netspec.frontend.spec import TrainSpec
+from netspec.frontend.training_memory import training_memory
+from netspec.losses import compile_loss
+from netspec.memory import format_bytes
+from netspec.network import compile as compile_network
+from netspec.ops.backend import free_memory
 from netspec.training.checkpoint import Checkpoint, CheckpointError
 from netspec.training.events import TrainingError
 
 if TYPE_CHECKING:
-    from netspec.frontend.spec import Spec, TrainSpec
+    from netspec.frontend.spec import Spec
     from netspec.losses import CompiledLoss
     from netspec.network import Network
 
@@ -33,15 +40,14 @@ class RunSetup:
     data: Dataset
     classification: bool  # class targets (CrossEntropyLoss): accuracy and confusion measured
     ignore_index: int | None
+    xp: ModuleType  # the device's array module: NumPy or CuPy
 
 
-def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
-    """Device, data, network and loss for a spec; every failure is a NetspecError."""
-    from netspec.frontend.shape_report import infer
-    from netspec.losses import compile_loss
-    from netspec.network import compile
-
-    get_xp(device)  # a missing CuPy is the first thing to say
+def prepare(spec: Spec, device: str, seed: int, xp: ModuleType) -> RunSetup:
+    """Data, network and loss for a spec on a device its caller resolved once
+    (`xp = get_xp(device)`: a missing CuPy is the first thing to say); every failure is a
+    NetspecError. The spec's analysed graph gives the output shape: nothing is analysed
+    again."""
     if spec.loss is None:
         raise TrainingError(
             f"spec '{spec.name}' has no `loss:` section, so there is nothing to minimise",
@@ -53,7 +59,8 @@ def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
             hint="add e.g. `data: {source: digits}`, `{source: npz, path: data.npz}` "
             "or `{source: synthetic}`",
         )
-    output_shape = infer(spec).output_shapes[0]
+    graph = spec.graph
+    output_shape = graph.shapes[graph.outputs[0]]
     data = load_dataset(
         spec.data,
         input_shape=tuple(spec.input.shape),
@@ -63,21 +70,16 @@ def prepare(spec: Spec, device: str, seed: int) -> RunSetup:
         spec_dir=spec.spec_dir,
         dtype=spec.input.dtype,
     )
-    net = compile(spec, device=device, seed=seed)
+    net = compile_network(spec, device=device, seed=seed)
     loss = compile_loss(spec.loss, device=device, dtype=net.dtype)
     classification = spec.loss.targets == "classes"
     ignore_index = getattr(spec.loss, "ignore_index", None)
-    return RunSetup(net, loss, data, classification, ignore_index)
+    return RunSetup(net, loss, data, classification, ignore_index, xp)
 
 
 def check_training_memory(spec: Spec, train: TrainSpec, device: str) -> None:
     """TrainingError, before anything is allocated, when training `spec` with these
     settings would need more memory than `device` has available (netspec/memory.py)."""
-    from netspec import memory
-    from netspec.frontend.training_memory import training_memory
-    from netspec.memory import format_bytes
-    from netspec.ops.backend import free_memory
-
     estimate = training_memory(spec, spec.graph, train.batch_size, train.optimizer)
     # On a GPU the network is there and the data set on the host; on the CPU both are here.
     needs = (
@@ -104,8 +106,6 @@ def train_settings(spec: Spec, overrides: dict, checkpoint: Checkpoint | None) -
     """The spec's `train:` section with the overrides (epochs, batch_size, lr, seed; None:
     not given) applied. A resumed run takes its seed and batch size from the checkpoint
     unless given; a given one that would change the run's data order is an error."""
-    from netspec.frontend.spec import TrainSpec
-
     train = spec.train or TrainSpec()
     given = {k: v for k, v in overrides.items() if v is not None and k != "lr"}
     if checkpoint is not None:

@@ -1,4 +1,4 @@
-"""Resuming a run exactly: a trainer's whole state as a Checkpoint, and back.
+"""Resuming a run exactly: a run's whole state as a Checkpoint, and back (RunState).
 
 A checkpoint holds the network, optimizer and schedule states plus a meta document: the
 position (epoch, step, batch in the epoch, the epoch's running sums and the shuffle RNG
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netspec.data.base import SHUFFLE_STREAM, seeded_rng
 from netspec.network import StateDictError
 from netspec.optim import OptimizerStateError
 from netspec.training.checkpoint import (
@@ -26,10 +27,11 @@ from netspec.training.checkpoint import (
 )
 
 if TYPE_CHECKING:
-    from netspec.frontend.spec import Spec
+    from netspec.frontend.spec import Spec, TrainSpec
     from netspec.network import Network
+    from netspec.optim import Optimizer
     from netspec.optim.lr_scheduler import Scheduler
-    from netspec.training.trainer import Trainer
+    from netspec.training.metrics import Monitor
 
 _COUNTERS = ("seen", "correct", "counted")
 
@@ -117,49 +119,78 @@ def lr_warning(
     )
 
 
-def run_checkpoint(trainer: Trainer, elapsed: float) -> Checkpoint:
-    """Everything a resumed run needs; `elapsed`: seconds spent in the unfinished epoch."""
-    net, pos = trainer.setup.net, trainer.pos
-    meta = {
-        **spec_meta(trainer.spec),
-        "epoch": pos.epoch,
-        "step": pos.step,
-        "batch": pos.batch,
-        "seed": trainer.train.seed,
-        "batch_size": trainer.train.batch_size,
-        "epochs": trainer.train.epochs,
-        "dtype": net.dtype.name,
-        "device": trainer.device,
-        "rng": {"shuffle": pos.epoch_rng, "forward_calls": net.forward_calls},
-        "running": pos.running(elapsed),
-        "monitors": {
-            "best": trainer.best_monitor.state(),
-            "early_stopping": trainer.early.state() if trainer.early else None,
-        },
-        "history": trainer.history,
-    }
-    scheduler = trainer.scheduler
-    schedule = scheduler.state_dict() if scheduler is not None else {}
-    return Checkpoint(net.state_dict(), trainer.optimizer.state_dict(), schedule, meta)
+class RunState:
+    """What a run changes as it trains and a checkpoint keeps, so that a resumed run draws
+    the same batches and logs the same numbers: the weights (of `net`), the optimizer and
+    schedule states, the position, the history, the monitors and the shuffle RNG.
 
+    It writes itself into a Checkpoint (`checkpoint`) and restores itself from one
+    (`restore`); the run's identity (spec, device, settings) goes into the meta with it.
+    """
 
-def restore_run(trainer: Trainer, checkpoint: Checkpoint, path: Path, batches: int) -> None:
-    """Load a checkpoint into a freshly built trainer (`check_same_network` first);
-    CheckpointError when a state does not fit or the meta is damaged."""
-    with _resume_errors(path):
-        trainer.setup.net.load_state_dict(checkpoint.state)
-        trainer.optimizer.load_state_dict(checkpoint.optimizer)
-        _restore_schedule(trainer.scheduler, checkpoint, path)
-        meta = checkpoint.meta
-        trainer.pos.load(meta, batches)
-        trainer.rng.bit_generator.state = meta["rng"]["shuffle"]
-        trainer.pos.epoch_rng = trainer.rng.bit_generator.state
-        trainer.setup.net.forward_calls = int(meta["rng"]["forward_calls"])
-        trainer.history = [dict(m) for m in meta["history"]]
-        monitors = meta["monitors"]
-        trainer.best_monitor.load(monitors["best"])
-        if trainer.early is not None and monitors.get("early_stopping"):
-            trainer.early.load(monitors["early_stopping"])
+    def __init__(
+        self,
+        spec: Spec,
+        device: str,
+        train: TrainSpec,
+        net: Network,
+        optimizer: Optimizer,
+        scheduler: Scheduler | None,
+        monitors: tuple[Monitor, Monitor | None],
+    ):
+        self.spec, self.device, self.train = spec, device, train
+        self.net, self.optimizer, self.scheduler = net, optimizer, scheduler
+        self.best_monitor, self.early = monitors
+        self.rng = seeded_rng(train.seed, SHUFFLE_STREAM)
+        self.position = Position(epoch_rng=self.rng.bit_generator.state)
+        self.history: list[dict] = []
+
+    def next_epoch(self, epoch: int) -> None:
+        """`epoch` is complete: the next one starts from the shuffle RNG's state now."""
+        self.position.next_epoch(epoch, self.rng.bit_generator.state)
+
+    def checkpoint(self, elapsed: float) -> Checkpoint:
+        """Everything a resumed run needs; `elapsed`: seconds spent in the unfinished epoch."""
+        net, pos, train = self.net, self.position, self.train
+        meta = {
+            **spec_meta(self.spec),
+            "epoch": pos.epoch,
+            "step": pos.step,
+            "batch": pos.batch,
+            "seed": train.seed,
+            "batch_size": train.batch_size,
+            "epochs": train.epochs,
+            "dtype": net.dtype.name,
+            "device": self.device,
+            "rng": {"shuffle": pos.epoch_rng, "forward_calls": net.forward_calls},
+            "running": pos.running(elapsed),
+            "monitors": {
+                "best": self.best_monitor.state(),
+                "early_stopping": self.early.state() if self.early else None,
+            },
+            "history": self.history,
+        }
+        scheduler = self.scheduler
+        schedule = scheduler.state_dict() if scheduler is not None else {}
+        return Checkpoint(net.state_dict(), self.optimizer.state_dict(), schedule, meta)
+
+    def restore(self, checkpoint: Checkpoint, path: Path, batches: int) -> None:
+        """Go on from a checkpoint (`check_same_network` first); CheckpointError when a
+        state does not fit or the meta is damaged. `batches`: how many an epoch has."""
+        with _resume_errors(path):
+            self.net.load_state_dict(checkpoint.state)
+            self.optimizer.load_state_dict(checkpoint.optimizer)
+            _restore_schedule(self.scheduler, checkpoint, path)
+            meta = checkpoint.meta
+            self.position.load(meta, batches)
+            self.rng.bit_generator.state = meta["rng"]["shuffle"]
+            self.position.epoch_rng = self.rng.bit_generator.state
+            self.net.forward_calls = int(meta["rng"]["forward_calls"])
+            self.history = [dict(m) for m in meta["history"]]
+            monitors = meta["monitors"]
+            self.best_monitor.load(monitors["best"])
+            if self.early is not None and monitors.get("early_stopping"):
+                self.early.load(monitors["early_stopping"])
 
 
 def _restore_schedule(scheduler: Scheduler | None, checkpoint: Checkpoint, path: Path) -> None:
