@@ -275,3 +275,30 @@ def test_the_report_folds_rows_below_a_depth_into_their_modules():
         ("layer1.1", "Unit", ["layer1.0"]),
     ]
     assert folded_rows(report, spec.modules, 3) == report.rows
+
+
+def test_repeat_without_a_name_inside_a_sequential_chains_its_copies():
+    spec = load(
+        HEAD + "layers:\n  - {type: Sequential, name: s, layers: [{type: ReLU, repeat: 2}, Tanh]}\n"
+    )
+    rows = netspec.infer(spec).rows
+    assert [(r.name, r.inputs) for r in rows] == [
+        ("s.0", ["input"]),
+        ("s.1", ["s.0"]),
+        ("s.2", ["s.1"]),
+    ]
+
+
+@pytest.mark.parametrize("outputs", ["[0, 1]", "[]", "'0'"])
+def test_a_sequential_outputs_names_one_layer(outputs):
+    found = errors(
+        HEAD + f"layers:\n  - {{type: Sequential, layers: [ReLU, Tanh], outputs: {outputs}}}\n"
+    )
+    assert [d.code for d in found] == ["bad-outputs"]
+
+
+def test_an_outputs_naming_nothing_is_reported_at_outputs():
+    found = errors(HEAD + "layers:\n  - {type: Sequential, layers: [ReLU], outputs: [nowhere]}\n")
+    assert [(head(d), d.message) for d in found] == [
+        ("n.yaml:3:50: error[unknown-output]", "unknown output 'nowhere'")
+    ]

@@ -96,7 +96,9 @@ class Expander:
         return self._resolve(ref, self.top)
 
     # -- a list of layers ---------------------------------------------------------------------
-    def list(self, items: list, path: Path, scope: _Scope, outputs: list | None = None) -> str:
+    def list(
+        self, items: list, path: Path, scope: _Scope, outputs: tuple[list, Path] | None = None
+    ) -> str:
         """Expand `items` into `scope`; the full reference of the list's output."""
         pending: list[tuple[FlatLayer, Any, str]] = []  # (layer, inputs, previous): resolved
         # once every sibling is named, since `inputs` may name a later one
@@ -106,8 +108,8 @@ class Expander:
             previous = made or previous
         for layer, refs, before in pending:
             self._write_inputs(layer, refs, before, scope)
-        if outputs:
-            return self._resolve(outputs[0], scope)
+        if outputs is not None:
+            return self._output(outputs[0][0], outputs[1], scope, previous)
         return previous
 
     def _entry(self, raw, path, scope, previous, index, pending) -> tuple[str | None, int]:
@@ -131,7 +133,7 @@ class Expander:
             for _ in range(repeat):
                 copy = {**entry, "name": str(index)}
                 if made is not None:
-                    copy["inputs"] = [made]
+                    copy["inputs"] = [str(index - 1)]  # the copy before, by its name here
                 made = self._one(copy, origin, scope, previous if made is None else made, pending)
                 index += 1
             return made, index
@@ -197,8 +199,17 @@ class Expander:
                 )
             if not self._is_layer_list(layers, origin.path("layers"), "Sequential"):
                 return None
+            if outputs is not None and not _one_name(outputs):
+                self.collector.error(
+                    origin.path("outputs"),
+                    "bad-outputs",
+                    "Sequential: outputs names the one layer whose value it returns",
+                    "write outputs: [name], or leave it out for the last layer",
+                )
+                outputs = None
             inner = _Scope(f"{full}.", input_ref, scope.params, scope.note, scope.stack)
-            return self.list(layers, origin.path("layers"), inner, outputs)
+            out = None if outputs is None else (outputs, origin.path("outputs"))
+            return self.list(layers, origin.path("layers"), inner, out)
         block = self.blocks[kind]
         if kind in scope.stack:
             cycle = " -> ".join((*scope.stack[scope.stack.index(kind) :], kind))
@@ -215,7 +226,8 @@ class Expander:
         line, col = self.source.position(origin.base)
         note = f"in {full} ({kind}, used at {self.source.name}:{line}:{col})"
         inner = _Scope(f"{full}.", input_ref, params, note, (*scope.stack, kind))
-        return self.list(block.layers, (*block.path, "layers"), inner, block.outputs)
+        out = None if block.outputs is None else (block.outputs, (*block.path, "outputs"))
+        return self.list(block.layers, (*block.path, "layers"), inner, out)
 
     # -- block uses ---------------------------------------------------------------------------
     def _arguments(self, block: Block, entry: dict, origin: Origin) -> dict | None:
@@ -333,6 +345,21 @@ class Expander:
         if previous != default:
             entry["inputs"] = [previous]
 
+    def _output(self, ref: Any, path: Path, scope: _Scope, last: str) -> str:
+        """The full name of what `outputs: [ref]` names inside `scope`; an error (at
+        `outputs`) when no layer of it has that name."""
+        full = self._resolve(ref, scope)
+        if full in self.names or full.rsplit(".", 1)[0] in self.names:
+            return full
+        here = sorted(scope.local)
+        self.collector.error(
+            (*path, 0),
+            "unknown-output",
+            f"unknown output '{ref}'",
+            did_you_mean(str(ref), here) or f"known here: {', '.join(here)}",
+        )
+        return last
+
     def _resolve_inputs(self, refs: Any, scope: _Scope, origin: Origin) -> str:
         if isinstance(refs, list) and len(refs) == 1:
             return self._resolve(refs[0], scope)
@@ -380,6 +407,10 @@ class Expander:
             "write repeat: 2 for two copies",
         )
         return None
+
+
+def _one_name(outputs: Any) -> bool:
+    return isinstance(outputs, list) and len(outputs) == 1 and isinstance(outputs[0], (str, int))
 
 
 # -- block definitions ------------------------------------------------------------------------
@@ -438,7 +469,7 @@ def _read_block(name: Any, body: Any, path: Path, collector: Collector) -> Block
         )
         ok = False
     outputs = body.get("outputs")
-    if outputs is not None and not (isinstance(outputs, list) and len(outputs) == 1):
+    if outputs is not None and not _one_name(outputs):
         collector.error(
             (*path, "outputs"),
             "bad-outputs",
