@@ -17,6 +17,11 @@ def conv(args: str) -> str:
     return layer(f"Conv2d: {{in_channels: 3, out_channels: 4, kernel_size: 3, {args}}}")
 
 
+def block(body: str, use: str = "B") -> str:
+    """A spec defining block B (its body in flow style) and using it once."""
+    return "input: {shape: [3, 8, 8]}\nblocks:\n  B: " + body + "\nlayers:\n  - " + use + "\n"
+
+
 def train(text: str) -> str:
     return FLAT + "loss: MSELoss\ntrain: " + text + "\n"
 
@@ -143,6 +148,54 @@ MISTAKES: dict[str, str] = {
     "misspelt data source": FLAT + "data: {source: digit}\n",
     "data unknown argument": FLAT + "data: {source: digits, split: 0.1}\n",
     "unknown top-level key": FLAT + "optimizer: SGD\n",
+    # Sequential and repeat
+    "sequential without layers": layer("{type: Sequential, name: s}"),
+    "sequential bare": layer("Sequential"),
+    "sequential empty layers": layer("Sequential: {layers: []}"),
+    "sequential unknown key": layer("{type: Sequential, layers: [ReLU], stride: 2}"),
+    "sequential two inputs": IMAGE + "  - ReLU\n  - {type: Sequential, inputs: [input, 0], "
+    "layers: [ReLU]}\n",
+    "sequential misspelt inner layer": layer("{type: Sequential, layers: [Relu]}"),
+    "sequential inner layer argument": layer("Sequential: {layers: [MaxPool2d: {kernel_size: 0}]}"),
+    "repeat 0": layer("{type: ReLU, repeat: 0}"),
+    "repeat 1.5": layer("{ReLU: null, repeat: 1.5}"),
+    "repeat true": layer("{type: ReLU, repeat: true}"),
+    "repeat '2'": layer("{type: Sequential, layers: [ReLU], repeat: '2'}"),
+    "repeat 0 in the arguments": layer("ReLU: {repeat: 0}"),
+    "repeat alone": layer("{repeat: 2}"),
+    "param outside a block": layer("Conv2d: {in_channels: 3, out_channels: $c, kernel_size: 3}"),
+    # blocks
+    "block unknown key": block("{params: [a], layers: [ReLU], layer: [Tanh]}"),
+    "block without layers": block("{params: []}"),
+    "block empty layers": block("{layers: []}"),
+    "block null": block("null"),
+    "block named like a layer type": block("{layers: [Tanh]}", "ReLU").replace("B:", "ReLU:"),
+    "block named Sequential": block("{layers: [Tanh]}").replace("B:", "Sequential:"),
+    "block name not an identifier": block("{layers: [Tanh]}", "my-block").replace(
+        "B:", "my-block:"
+    ),
+    "block two outputs": block(
+        "{layers: [{type: ReLU, name: a}, {type: Tanh, name: b}], outputs: [a, b]}"
+    ),
+    "block params not a list": block("{params: planes, layers: [ReLU]}"),
+    "block param a number": block("{params: [1], layers: [ReLU]}"),
+    "block param named name": block("{params: [name], layers: [ReLU]}"),
+    "block param repeat with a default": block("{params: [repeat: 2], layers: [ReLU]}"),
+    "block param declared twice": block("{params: [a, a], layers: [ReLU]}", "{B: {a: 1}}"),
+    "block param of two keys": block("{params: [{a: 1, b: 2}], layers: [ReLU]}"),
+    "block layer value not a param": block(
+        "{params: [k], layers: [MaxPool2d: {kernel_size: k}]}", "{B: {k: 2}}"
+    ),
+    "block layer value out of bounds": block(
+        "{params: [k], layers: [MaxPool2d: {kernel_size: $k, stride: 0}]}", "{B: {k: 2}}"
+    ),
+    "block layer unknown argument": block("{layers: [{type: ReLU, inplce: $x}]}"),
+    "block use with two inputs": block("{layers: [ReLU]}", "{type: B, inputs: [input, input]}"),
+    "block use repeat 0": block("{layers: [ReLU]}", "{B: null, repeat: 0}"),
+    "block use name with a space": block("{layers: [ReLU]}", "{type: B, name: my block}"),
+    "block use a number": block("{layers: [ReLU]}", "3"),
+    "block use arguments a list": block("{layers: [ReLU]}", "{B: [1]}"),
+    "known layer beside blocks": block("{layers: [ReLU]}", "MaxPool2d: {kernel_size: 0}"),
 }
 
 # netspec refuses these; a JSON Schema cannot say so.
@@ -178,5 +231,41 @@ BEYOND_A_SCHEMA: dict[str, tuple[str, str]] = {
     "duplicate names": (
         IMAGE + "  - {type: ReLU, name: a}\n  - {type: Tanh, name: a}\n",
         "uniqueness across list items",
+    ),
+    "misspelt layer in a spec with blocks": (
+        block("{layers: [ReLU]}", "Relu"),
+        "a block's name is the document's own: any other name may be one of its blocks",
+    ),
+    "misspelt layer in a block": (
+        block("{layers: [Relu]}"),
+        "a block's name is the document's own: any other name may be one of its blocks",
+    ),
+    "unknown block param": (
+        block("{params: [a], layers: [ReLU]}", "{B: {a: 1, b: 2}}"),
+        "a use's arguments depend on the definition's params, elsewhere in the document",
+    ),
+    "missing block param": (
+        block("{params: [a], layers: [ReLU]}", "B"),
+        "a use's arguments depend on the definition's params, elsewhere in the document",
+    ),
+    "param the block does not declare": (
+        block("{params: [a], layers: [MaxPool2d: {kernel_size: $k}]}", "{B: {a: 1}}"),
+        "the params are declared elsewhere in the definition",
+    ),
+    "param given a value of the wrong type": (
+        block("{params: [k], layers: [MaxPool2d: {kernel_size: $k}]}", "{B: {k: two}}"),
+        "the argument's type is known only once substituted",
+    ),
+    "block used in itself": (
+        block("{layers: [ReLU, B]}"),
+        "a cycle of uses across definitions",
+    ),
+    "sequential output naming nothing": (
+        layer("{type: Sequential, layers: [ReLU], outputs: [nowhere]}") + "  - Tanh\n",
+        "names are defined elsewhere in the document",
+    ),
+    "same param name twice, once with a default": (
+        block("{params: [a, a: 1], layers: [ReLU]}"),
+        "uniqueness across differently written list items",
     ),
 }

@@ -18,6 +18,7 @@ import pytest
 
 import netspec
 from netspec.layers import LAYERS
+from tests.nested_specs import NESTED
 from tests.spec_mistakes import BEYOND_A_SCHEMA, MISTAKES
 from tests.yaml_server import ENV_VAR, YamlServer, server_command
 
@@ -27,6 +28,7 @@ EXAMPLES = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
     (ROOT / "specs" / "seed").glob("*.yaml")
 )
 LAYER_NAMES = [cls.model_fields["type"].default for cls in LAYERS]
+ENTRY_NAMES = [*LAYER_NAMES, "Sequential"]  # what a layer entry may name without blocks
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,11 @@ def test_every_example_spec_is_clean_in_the_editor(server, path):
     server.close(path.as_uri())
 
 
+@pytest.mark.parametrize("name", list(NESTED))
+def test_every_nested_spec_is_clean_in_the_editor(server, name):
+    assert _problems(server, "nested", NESTED[name]) == []
+
+
 def _problems_of_all(server: YamlServer, texts: dict[str, str]) -> dict[str, list[dict]]:
     uris = {name: _uri("mistake") for name in texts}
     try:
@@ -106,9 +113,10 @@ def test_mistakes_beyond_a_schema_pass_the_editor_but_not_netspec(server):
 @pytest.mark.parametrize(
     ("line", "names"),
     [
-        ("  - Conv2D: {in_channels: 3, out_channels: 4, kernel_size: 3}", LAYER_NAMES),
-        ("  - {type: Relu}", LAYER_NAMES),
-        ("  - Relu", LAYER_NAMES),
+        ("  - Conv2D: {in_channels: 3, out_channels: 4, kernel_size: 3}", ENTRY_NAMES),
+        ("  - {type: Relu}", ENTRY_NAMES),
+        ("  - Relu", ENTRY_NAMES),
+        ("  - {type: Sequential, layers: [Relu]}", ENTRY_NAMES),
     ],
 )
 def test_a_misspelt_layer_is_told_every_layer_type(server, line, names):
@@ -172,9 +180,73 @@ def _completions(server, name: str, text: str, line: int, col: int) -> dict[str,
 def test_completing_a_new_layer_offers_layers_as_valid_text(server):
     text = MODELINE + "input: {shape: [3, 8, 8]}\nlayers:\n  - ReLU\n  - \n"
     inserted = _completions(server, "complete", text, 4, 4)
-    assert sorted(inserted) == sorted(LAYER_NAMES)  # no argument names of other layers
+    assert sorted(inserted) == sorted(ENTRY_NAMES)  # no argument names of other layers
     assert inserted["ReLU"] == "ReLU"
     assert inserted["Linear"] == "Linear: {in_features: ${1}, out_features: ${2}}"
+    assert inserted["Sequential"] == "Sequential: {layers: [${1:ReLU}]}"
+
+
+BLOCKS = "input: {shape: [3, 8, 8]}\nblocks:\n  Down:\n    params: [planes]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col"),
+    [
+        (BLOCKS + "    layers:\n      - ReLU\n      - \nlayers: [Down]\n", 7, 8),
+        (BLOCKS + "    layers:\n      - {type: Sequential, layers: [ReLU]}\n      - \n", 7, 8),
+        (
+            BLOCKS + "    layers:\n      - Sequential:\n          layers:\n            - \n",
+            8,
+            14,
+        ),
+    ],
+    ids=["block", "after a Sequential", "in a Sequential in a block"],
+)
+def test_completing_a_layer_in_a_block_offers_layers_and_sequential(server, text, line, col):
+    inserted = _completions(server, "block_layer", MODELINE + text, line, col)
+    assert sorted(inserted) == sorted(ENTRY_NAMES)
+    assert inserted["Linear"] == "Linear: {in_features: ${1}, out_features: ${2}}"
+
+
+def test_completing_in_a_block_offers_the_block_keys(server):
+    text = MODELINE + "input: {shape: [3, 8, 8]}\nblocks:\n  Down:\n    \nlayers: [Down]\n"
+    inserted = _completions(server, "block_keys", text, 4, 4)
+    keys = {label for label in inserted if label[0].islower()}  # "Block": the whole skeleton
+    assert keys == {"params", "layers", "outputs"}
+    assert inserted["layers"].startswith("layers:")
+
+
+NESTING = MODELINE + (
+    "input: {shape: [3, 8, 8]}\n"
+    "blocks:\n"
+    "  Down:\n"
+    "    params: [k]\n"
+    "    layers: [MaxPool2d: {kernel_size: $k}]\n"
+    "layers:\n"
+    "  - Sequential: {layers: [ReLU]}\n"
+    "  - {type: Sequential, name: s, layers: [Down: {k: 2}], repeat: 2}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "word", "starts"),
+    [
+        (7, "Sequential", "A block written in place"),
+        (8, "Sequential", "A block written in place"),
+        (8, "repeat", "Copies of this entry"),
+        (2, "blocks", "Reusable sub-networks"),
+        (4, "params", "The block's params"),
+        (5, "kernel_size", "Size of the window"),
+    ],
+)
+def test_hovers_describe_nesting(server, line, word, starts):
+    uri = _uri(f"hover_nesting_{word}")
+    assert server.open(uri, NESTING) == []
+    try:
+        text = server.hover(uri, line, NESTING.splitlines()[line].index(word) + 1)
+    finally:
+        server.close(uri)
+    assert text.startswith(starts), text
 
 
 def test_completing_an_argument_inserts_a_value_netspec_accepts(server):

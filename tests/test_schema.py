@@ -27,6 +27,7 @@ from netspec.layers import LAYERS
 from netspec.losses import LOSSES
 from netspec.optim import OPTIMIZERS
 from netspec.optim.lr_scheduler import SCHEDULES
+from tests.nested_specs import NESTED
 from tests.spec_mistakes import BEYOND_A_SCHEMA, MISTAKES
 from tests.test_hypothesis_specs import (
     SETTINGS,
@@ -131,6 +132,10 @@ def _valid_array(value, node, root) -> bool:
         return True
     if not node.get("minItems", 0) <= len(value) <= node.get("maxItems", math.inf):
         return False
+    if node.get("uniqueItems") and any(
+        same(a, b) for i, a in enumerate(value) for b in value[i + 1 :]
+    ):
+        return False
     prefix = node.get("prefixItems", [])
     # Items past the prefix are checked against `items` below.
     if not all(valid(v, n, root) for v, n in zip(value, prefix, strict=False)):
@@ -143,6 +148,8 @@ def _valid_object(value, node, root) -> bool:
     if not isinstance(value, dict):
         return True
     if any(key not in value for key in node.get("required", [])):
+        return False
+    if not node.get("minProperties", 0) <= len(value) <= node.get("maxProperties", math.inf):
         return False
     props = node.get("properties", {})
     extra = node.get("additionalProperties", True)
@@ -261,15 +268,26 @@ def test_an_unknown_name_is_one_message_listing_every_known_one(what):
     assert object_forms["else"]["propertyNames"]["then"] == unknown  # Nope: {...}
 
 
-def test_completion_offers_valid_text_for_every_layer():
-    snippets = {s["label"]: s for s in DEFS["Layer"]["defaultSnippets"]}
-    assert set(snippets) == {cls.model_fields["type"].default for cls in LAYERS}
+# Where a layer may be written: the top level without and with blocks, and a block's layers.
+LAYER_PLACES = {
+    "Layer": "input: {shape: [1, 8, 8]}\nlayers:\n  - {}\n",
+    "LayerOrBlock": "input: {shape: [1, 8, 8]}\nblocks: {B: {layers: [ReLU]}}\nlayers:\n  - {}\n",
+    "BlockLayer": "input: {shape: [1, 8, 8]}\nblocks: {B: {layers: [{}]}}\nlayers: [B]\n",
+}
+
+
+@pytest.mark.parametrize("family", list(LAYER_PLACES))
+def test_completion_offers_valid_text_for_every_layer(family):
+    snippets = {s["label"]: s for s in DEFS[family]["defaultSnippets"]}
+    assert set(snippets) == {cls.model_fields["type"].default for cls in LAYERS} | {"Sequential"}
     assert snippets["ReLU"]["body"] == "ReLU"  # not `ReLU: ReLU`
     text = snippets["Linear"]["bodyText"]
     assert text == "Linear: {in_features: ${1}, out_features: ${2}}"
+    assert snippets["Sequential"]["bodyText"] == "Sequential: {layers: [${1:ReLU}]}"
     for snippet in snippets.values():
-        filled = re.sub(r"\$\{\d+\}", "1", snippet.get("bodyText", snippet.get("body")))
-        spec = "input: {shape: [1, 8, 8]}\nlayers:\n  - " + filled + "\n"
+        text = snippet.get("bodyText", snippet.get("body"))
+        filled = re.sub(r"\$\{\d+(?::([^}]*))?\}", lambda m: m.group(1) or "1", text)
+        spec = LAYER_PLACES[family].replace("{}", filled)
         assert valid(read_yaml(spec), SCHEMA, SCHEMA), filled
 
 
@@ -317,6 +335,40 @@ SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_example_spec_validates_against_the_schema(path):
     assert valid(read_yaml(path.read_text()), SCHEMA, SCHEMA)
+
+
+@pytest.mark.parametrize("text", list(NESTED.values()), ids=list(NESTED))
+def test_every_nested_spec_validates_against_the_schema(text):
+    netspec.loads(text)
+    assert valid(read_yaml(text), SCHEMA, SCHEMA)
+
+
+def test_a_spec_without_blocks_reads_its_layers_strictly_and_one_with_blocks_not():
+    assert SCHEMA["else"]["properties"]["layers"]["items"] == {"$ref": "#/$defs/Layer"}
+    assert SCHEMA["then"]["properties"]["layers"]["items"] == {"$ref": "#/$defs/LayerOrBlock"}
+    block = DEFS["Block"]["properties"]["layers"]["items"]
+    assert block == {"$ref": "#/$defs/BlockLayer"}
+    sequential = DEFS["Sequential"]["properties"]["layers"]["items"]
+    assert sequential == {"$ref": "#/$defs/Layer"}
+    unknown = DEFS["Layer"]["then"]["else"]
+    assert unknown["enum"][-1] == "Sequential" and "Sequential." in unknown["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("$k", True), ("$", False), ("k", False), ([3, "$k"], True), (["$k", "$k"], True), (0, False)],
+)
+def test_a_param_may_stand_for_a_value_in_a_block_only(value, ok):
+    layer = {"MaxPool2d": {"kernel_size": value}}
+    in_block = {
+        "input": {"shape": [3, 8, 8]},
+        "blocks": {"B": {"params": ["k"], "layers": [layer]}},
+    }
+    assert valid({**in_block, "layers": ["B"]}, SCHEMA, SCHEMA) is ok
+    top = {"input": {"shape": [3, 8, 8]}, "layers": [layer]}
+    assert valid(top, SCHEMA, SCHEMA) is (ok and "$" not in str(value))
+    with_blocks = {**top, "blocks": {"B": {"layers": ["ReLU"]}}}
+    assert valid(with_blocks, SCHEMA, SCHEMA) is (ok and "$" not in str(value))
 
 
 @pytest.mark.parametrize("text", list(MISTAKES.values()), ids=list(MISTAKES))

@@ -5,7 +5,9 @@ say what netspec says, in the editor's terms:
 - every layer, loss, optimizer and schedule may be written three ways (`Name`,
   `Name: {...}`, `{type: Name, ...}`); an entry dispatches on its name with `if`/`then`, so
   an unknown name is one message that lists every known one, and a known name is checked
-  against its own arguments only;
+  against its own arguments only (json_schema_entries.py);
+- layers nest (json_schema_nesting.py): Sequential, `blocks:`, block uses, `$param` inside a
+  block and `repeat`; a document without `blocks` reads its layers as strictly as ever;
 - the bounds that validators enforce in PyTorch's words (`Bounds(...)` on a field) become
   `minimum`, `not`, ... on every number of the field;
 - `int | (int, int)` becomes one node with two types (no `anyOf` to muddle hovers),
@@ -15,19 +17,17 @@ say what netspec says, in the editor's terms:
 
 from __future__ import annotations
 
-import copy
 import json
-import re
 import textwrap
 from typing import Any
 
-from pydantic import BaseModel
-
+from netspec.frontend import json_schema_entries as entries
+from netspec.frontend.json_schema_entries import prepare_kind
+from netspec.frontend.json_schema_nesting import layer_schemas
 from netspec.types import SCHEMA_BOUNDS
 
 SCHEMA_PATH = "schemas/netspec.schema.json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
-_GRAPH_KEYS = ("name", "inputs")
 _NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "if", "then")
 _ARRAY_KEYWORDS = ("minItems", "maxItems")
 
@@ -46,17 +46,16 @@ def spec_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     props = schema["properties"]
     train = defs["TrainSpec"]["properties"]
-    for key, holder, classes, what, extra in (
-        ("layers", None, LAYERS, "layer", _GRAPH_KEYS),
-        ("loss", props, LOSSES, "loss", ()),
-        ("optimizer", train, OPTIMIZERS, "optimizer", ()),
-        ("lr_schedule", train, SCHEDULES, "schedule", ()),
+    layer_schemas(schema, LAYERS)
+    for key, holder, classes, what in (
+        ("loss", props, LOSSES, "loss"),
+        ("optimizer", train, OPTIMIZERS, "optimizer"),
+        ("lr_schedule", train, SCHEDULES, "schedule"),
     ):
-        defs[what.capitalize()] = entry = _entry(classes, defs, what, extra)
+        kinds = [prepare_kind(defs, cls.__name__, ()) for cls in classes]
+        defs[what.capitalize()] = entry = entries.entry(kinds, what, ())
         ref = {"$ref": f"#/$defs/{what.capitalize()}"}
-        if holder is None:
-            props["layers"]["items"] = ref
-        elif key == "lr_schedule":  # null: no schedule (in the entry, so completion still offers)
+        if key == "lr_schedule":  # null: no schedule (in the entry, so completion still offers)
             entry["type"].append("null")
             holder[key] = {**ref, **_docs(holder[key])}
         else:  # `loss: null` is an error (leave the key out): no null, no null default
@@ -68,101 +67,6 @@ def spec_schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     return json.dumps(spec_schema(), indent=2, sort_keys=False) + "\n"
-
-
-# -- entries: `Name`, `Name: {...}` or `{type: Name, ...}` ------------------------------------
-def _entry(classes: tuple[type[BaseModel], ...], defs: dict, what: str, extra: tuple) -> dict:
-    names = [cls.model_fields["type"].default for cls in classes]
-    unknown = {
-        "enum": names,
-        "errorMessage": f"Unknown {what}. Known {_plural(what)}: {', '.join(names)}.",
-    }
-    known = {"pattern": "^(" + "|".join(map(re.escape, names)) + ")$"}
-    bare, typed, one_key, snippets = [], [], [], []
-    for cls, name in zip(classes, names, strict=True):
-        model = defs[cls.__name__]
-        doc = model.get("description", "")
-        required = [r for r in model.get("required", []) if r != "type"]
-        model["required"] = ["type", *required]
-        model["properties"]["type"].pop("default", None)
-        model["properties"]["type"]["description"] = doc
-        args = copy.deepcopy(model)
-        del args["properties"]["type"]
-        args["required"] = required
-        if not required:
-            del args["required"]
-            args["type"] = ["object", "null"]  # `- ReLU:` with nothing after it
-        defs[f"{cls.__name__}Args"] = args
-        defs[f"{cls.__name__}OneKey"] = {
-            "type": "object",
-            "properties": {
-                name: {"$ref": f"#/$defs/{cls.__name__}Args"},
-                **{k: model["properties"][k] for k in extra},
-            },
-            "required": [name],
-            "additionalProperties": False,
-        }
-        bare.append({"if": {"const": name}, "then": _bare(name, doc, required)})
-        typed.append(_when({"properties": {"type": {"const": name}}}, cls.__name__))
-        one_key.append(_when({"required": [name]}, f"{cls.__name__}OneKey"))
-        snippets.append(_snippet(name, doc, required, flow=what != "layer"))
-    return {
-        "description": f"{_a(what).capitalize()}: `Name`, `Name: {{arg: value}}` or "
-        f"`{{type: Name, arg: value}}`.",
-        "type": ["string", "object"],
-        "if": {"type": "string"},
-        "then": {"if": known, "then": {"allOf": bare}, "else": unknown},
-        "else": {  # a mapping; any other value fails `type` above, once
-            "if": {"type": "object"},
-            "then": {
-                "if": {"required": ["type"]},
-                "then": {
-                    "properties": {"type": {"type": "string", "if": known, "else": unknown}},
-                    "allOf": typed,
-                },
-                "else": {
-                    "propertyNames": {"if": {"not": {"enum": list(extra)}}, "then": unknown},
-                    "allOf": [*one_key, _needs_a_name(what, extra)],
-                },
-            },
-        },
-        "defaultSnippets": snippets,
-    }
-
-
-def _when(condition: dict, definition: str) -> dict:
-    return {"if": condition, "then": {"$ref": f"#/$defs/{definition}"}}
-
-
-def _bare(name: str, doc: str, required: list[str]) -> dict:
-    """What `- Name` means: the entry's description, or an error naming its arguments."""
-    if not required:
-        return {"description": doc}
-    args = ", ".join(f"{r}: ..." for r in required)
-    return {"enum": [], "errorMessage": f"{name} needs arguments: write {name}: {{{args}}}."}
-
-
-def _needs_a_name(what: str, extra: tuple) -> dict:
-    """A mapping holding only graph keys (or nothing) says which type it is nowhere."""
-    return {
-        "if": {"propertyNames": {"enum": list(extra)}},
-        "then": {
-            "enum": [],
-            "errorMessage": f"Which {what}? Write `Name`, `Name: {{arg: value}}` or "
-            f"`{{type: Name, arg: value}}`.",
-        },
-    }
-
-
-def _snippet(name: str, doc: str, required: list[str], flow: bool) -> dict:
-    """Completion: the bare name, or the one-key form with the required arguments (in braces
-    where it is a mapping's value: `lr_schedule: {StepLR: {step_size: 1}}`)."""
-    first = doc.split("\n\n")[0].replace("\n", " ")
-    if not required:
-        return {"label": name, "description": first, "body": name}
-    args = ", ".join(f"{r}: ${{{i}}}" for i, r in enumerate(required, 1))
-    text = f"{name}: {{{args}}}"
-    return {"label": name, "description": first, "bodyText": f"{{{text}}}" if flow else text}
 
 
 def _dispatch_data(props: dict, defs: dict) -> None:
@@ -191,14 +95,6 @@ def _dispatch_data(props: dict, defs: dict) -> None:
     }
     props["data"]["if"] = {"type": "null"}
     props["data"]["else"] = {"required": props["data"].pop("required")}
-
-
-def _plural(noun: str) -> str:
-    return noun + ("es" if noun.endswith("s") else "s")
-
-
-def _a(noun: str) -> str:
-    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _docs(node: dict) -> dict:
