@@ -85,9 +85,7 @@ def test_linear_with_no_outputs_trains_as_in_pytorch():
 
 
 # -- random mutations of every example spec --------------------------------------------------
-# specs/zoo/ is left out until bench's zero-class bug is fixed (xfail in tests/test_zoo.py):
-# its files reshuffle these derandomized draws onto that bug.
-EXAMPLES = sorted(p for p in Path("specs").rglob("*.yaml") if "zoo" not in p.parts)
+EXAMPLES = sorted(Path("specs").rglob("*.yaml"))
 ODD_VALUES = [
     0, -1, 1, 2, 3, 7, 2**31, BIG, 2**63, -(2**63) - 1, 0.5, -0.0, 1e-300, 1e308,
     math.inf, -math.inf, math.nan, True, False, None, "", "same", "valid", "zeros", "x",

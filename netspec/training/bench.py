@@ -164,5 +164,6 @@ def _target(spec: Spec, output_shape: tuple, rng: np.random.Generator, dtype: An
     if spec.loss is not None and spec.loss.targets == "classes":
         classes = output_shape[1] if len(output_shape) > 1 else output_shape[0]
         shape = (output_shape[0], *output_shape[2:])
-        return rng.integers(0, classes, shape).astype(np.int64)
+        # no classes: index 0 is out of range, and the trial call says so in words
+        return rng.integers(0, max(classes, 1), shape).astype(np.int64)
     return rng.standard_normal(output_shape).astype(dtype)
