@@ -127,8 +127,9 @@ def test_json_is_one_document_with_the_report():
         "params",
         "trainable_params",
         "macs",
+        "inferred",  # sizes taken from the shapes (design.md §1.1); lenet5 writes them all
     }
-    assert row["output_shape"] == [4, 6, 28, 28]
+    assert row["output_shape"] == [4, 6, 28, 28] and row["inferred"] == {}
     symbolic = json.loads(check(LENET, "--json").stdout)["report"]
     assert symbolic["batch_size"] is None and symbolic["output_shapes"] == [[None, 10]]
 

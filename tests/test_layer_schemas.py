@@ -69,11 +69,18 @@ def test_every_torch_argument_is_a_field_and_no_more(cls):
     assert set(_fields(cls)) == set(_torch_parameters(cls))
 
 
+# Required in PyTorch, optional here: taken from the input shape as the Lazy modules do.
+INFERRED = {"in_channels", "in_features", "num_features"}
+
+
 @pytest.mark.parametrize("cls", ENTRIES, ids=lambda c: c.__name__)
 def test_defaults_and_required_arguments_match_torch(cls):
     fields = _fields(cls)
     for name, parameter in _torch_parameters(cls).items():
         field = fields[name]
+        if parameter.default is inspect.Parameter.empty and name in INFERRED:
+            assert field.default is None, f"{cls.__name__}.{name} is inferred (design.md §1.1)"
+            continue
         if parameter.default is inspect.Parameter.empty:
             assert field.is_required(), f"{cls.__name__}.{name} is required in PyTorch"
             continue
@@ -117,7 +124,7 @@ def test_defaults_build_the_torch_module(cls):
         "T_max": 3,
     }
     fields = _fields(cls)
-    args = {k: required[k] for k, f in fields.items() if f.is_required()}
+    args = {k: required[k] for k, f in fields.items() if f.is_required() or k in INFERRED}
     entry = cls(**args)
     kwargs = {
         k: tuple(v) if isinstance(v, list) and k != "milestones" else v

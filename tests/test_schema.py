@@ -282,7 +282,7 @@ def test_completion_offers_valid_text_for_every_layer(family):
     assert set(snippets) == {cls.model_fields["type"].default for cls in LAYERS} | {"Sequential"}
     assert snippets["ReLU"]["body"] == "ReLU"  # not `ReLU: ReLU`
     text = snippets["Linear"]["bodyText"]
-    assert text == "Linear: {in_features: ${1}, out_features: ${2}}"
+    assert text == "Linear: {out_features: ${1}}"  # in_features is inferred (design.md §1.1)
     assert snippets["Sequential"]["bodyText"] == "Sequential: {layers: [${1:ReLU}]}"
     for snippet in snippets.values():
         text = snippet.get("bodyText", snippet.get("body"))

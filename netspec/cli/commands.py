@@ -110,10 +110,16 @@ def check(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth", min=1, help="Fold rows below this depth into their block (torchinfo's)."
+        ),
+    ] = None,
 ) -> None:
     """Validate a spec, infer every shape, and print the shape report."""
     from netspec.frontend.load import load
-    from netspec.frontend.shape_report import infer
+    from netspec.frontend.shape_report import folded_rows, infer
 
     diagnostics: list[Diagnostic] = []
     report = None
@@ -138,9 +144,32 @@ def check(
         if report is not None:
             from netspec.cli.render import render_report
 
-            render_report(report, out)
+            rows = None if depth is None else folded_rows(report, spec.modules, depth)
+            render_report(report, out, rows)
     if failed:
         raise typer.Exit(1)
+
+
+@command()
+def expand(
+    spec_path: SpecArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write it (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the spec flat: no blocks, every layer under its full name, sizes inferred."""
+    from netspec.frontend.flat_spec import flat_spec_text
+
+    text = flat_spec_text(load_spec(spec_path))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
+    err.print(f"wrote {escape(str(output))}", highlight=False)
 
 
 @command()

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from netspec.errors import Diagnostic
-from netspec.frontend.shape_report import ShapeReport
+from netspec.frontend.shape_report import Row, ShapeReport
 from netspec.training.bench import BenchResult
 from netspec.types import Shape, format_shape
 from netspec.wording import plural
@@ -90,8 +90,9 @@ def plain_table(table: Table, rows: list[list[str]]) -> list[str]:
     ]
 
 
-def render_report(report: ShapeReport, console: Console) -> None:
-    """A torchinfo-like table and totals, computed without running anything."""
+def render_report(report: ShapeReport, console: Console, rows: list[Row] | None = None) -> None:
+    """A torchinfo-like table and totals, computed without running anything; `rows` (the
+    report's folded to a depth) replace the report's own."""
     table = Table(
         title=f"{report.name}: input {shape_text(report.input_shape)}", title_justify="left"
     )
@@ -102,19 +103,20 @@ def render_report(report: ShapeReport, console: Console) -> None:
     table.add_column("Output shape")
     table.add_column("Params", justify="right")
     table.add_column("MACs", justify="right")
-    rows = []
-    for row in report.rows:
-        cells = [row.name, row.type]
+    shown = []
+    for row in report.rows if rows is None else rows:
+        inferred = ", ".join(f"{key}={value}" for key, value in row.inferred.items())
+        cells = [row.name, f"{row.type} ({inferred})" if inferred else row.type]
         if not report.chain:
             cells.append(", ".join(row.inputs))
         cells += [shape_text(row.output_shape), f"{row.params:,}", human_count(row.macs)]
-        rows.append(cells)
-    if len(rows) > PLAIN_TABLE_ROWS:
+        shown.append(cells)
+    if len(shown) > PLAIN_TABLE_ROWS:
         console.print(table.title, highlight=False, soft_wrap=True)
-        for line in plain_table(table, rows):
+        for line in plain_table(table, shown):
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     else:
-        for cells in rows:
+        for cells in shown:
             table.add_row(*cells)
         console.print(table)
     t = report.totals

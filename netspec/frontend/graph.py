@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from netspec.frontend.diagnostics import Collector, did_you_mean
 from netspec.frontend.source import Path
@@ -46,6 +47,7 @@ class Node:
     inputs: tuple[str, ...]  # "input", a layer name, or "NAME.indices"
     label: str = ""  # the name as the user wrote it, for messages (default: `name`)
     failed_type: str | None = None  # the type of a layer whose arguments failed
+    inferred: dict[str, Any] = field(default_factory=dict)  # arguments the shapes filled in
 
     @property
     def shown(self) -> str:
@@ -266,7 +268,7 @@ def infer_shapes(
         made = [node.name]  # and its side outputs, NAME.indices
         inferred = node.layer.inferred_arguments(*inputs)
         if inferred:  # the layer is the one with the sizes filled in, from here on
-            node = replace(node, layer=node.layer.model_copy(update=inferred))
+            node = replace(node, layer=node.layer.model_copy(update=inferred), inferred=inferred)
             graph.nodes[k] = node
         try:
             out = node.layer.output_shape(*inputs)

@@ -3,7 +3,7 @@ them, computed from the analysed graph without running anything."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from netspec.frontend.graph import INPUT, Graph, infer_shapes
@@ -25,6 +25,7 @@ class Row:
     params: int
     trainable_params: int
     macs: int
+    inferred: dict[str, Any] = field(default_factory=dict)  # arguments taken from the shapes
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def _report(spec: Spec, graph: Graph, batch: int | None) -> ShapeReport:
                 params,
                 params,
                 macs,
+                dict(node.inferred),
             )
         )
     params = sum(r.params for r in rows)
@@ -131,11 +133,15 @@ def folded_rows(report: ShapeReport, modules: dict[str, str], depth: int) -> lis
                 seen = seen_as(ref)
                 if seen != key:
                     reads.setdefault(seen, shape)
-        alone = len(members) == 1 and members[0].name == key
+        if len(members) == 1 and members[0].name == key:  # a layer of its own at this depth
+            folded.append(
+                replace(members[0], inputs=list(reads), input_shapes=list(reads.values()))
+            )
+            continue
         folded.append(
             Row(
                 key,
-                members[0].type if alone else modules.get(key, "Sequential"),
+                modules.get(key, "Sequential"),
                 list(reads),
                 list(reads.values()),
                 members[-1].output_shape,

@@ -56,8 +56,9 @@ class BatchNorm2d(Layer):
     keeps_shape: ClassVar[bool] = True
 
     type: Literal["BatchNorm2d"] = "BatchNorm2d"
-    num_features: Annotated[Int, Bounds(minimum=1)]
-    """C, the number of channels of the (N, C, H, W) input."""
+    num_features: Annotated[Int, Bounds(minimum=1)] | None = None
+    """C, the number of channels of the (N, C, H, W) input; left out, the input's (as
+    LazyBatchNorm2d)."""
     eps: Annotated[Float, Bounds(exclusiveMinimum=0)] = 1e-05
     """Added to the variance before the square root, for numerical stability."""
     momentum: Float | None = 0.1
@@ -78,7 +79,7 @@ class BatchNorm2d(Layer):
         # PyTorch fails only when it allocates a tensor of size num_features: torch.empty
         # for the weight when affine, else torch.zeros for running_mean.
         c = self.num_features
-        if c < 0 and (self.affine or self.track_running_stats):
+        if c is not None and c < 0 and (self.affine or self.track_running_stats):
             message = (
                 f"Trying to create tensor with negative dimension {c}: [{c}]"
                 if self.affine
@@ -92,6 +93,11 @@ class BatchNorm2d(Layer):
         return self.affine and self.bias
 
     # -- schema side ------------------------------------------------------------------------
+    def inferred_arguments(self, x: Shape) -> dict[str, Any]:
+        if self.num_features is not None or len(x) != 4:
+            return {}
+        return {"num_features": x[1]}
+
     def output_shape(self, x: Shape) -> Shape:
         if len(x) != 4:
             raise ShapeError(

@@ -71,8 +71,8 @@ class Conv2d(Layer):
     )
 
     type: Literal["Conv2d"] = "Conv2d"
-    in_channels: Annotated[NonNegativeInt, Bounds(minimum=1)]
-    """Number of channels in the input image."""
+    in_channels: Annotated[NonNegativeInt, Bounds(minimum=1)] | None = None
+    """Number of channels in the input image; left out, the input's (as LazyConv2d)."""
     out_channels: Annotated[NonNegativeInt, Bounds(minimum=1)]
     """Number of channels produced by the convolution."""
     kernel_size: Annotated[NonNegativeIntPair, Bounds(minimum=1)]
@@ -121,7 +121,7 @@ class Conv2d(Layer):
         if self.groups <= 0:
             errors.append(ArgError("groups", "groups must be a positive integer"))
         else:
-            if self.in_channels % self.groups != 0:
+            if self.in_channels is not None and self.in_channels % self.groups != 0:
                 errors.append(ArgError("in_channels", "in_channels must be divisible by groups"))
             if self.out_channels % self.groups != 0:
                 errors.append(ArgError("out_channels", "out_channels must be divisible by groups"))
@@ -142,6 +142,11 @@ class Conv2d(Layer):
             return (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
         ph, pw = pair(self.padding)
         return (ph, ph, pw, pw)
+
+    def inferred_arguments(self, x: Shape) -> dict[str, Any]:
+        if self.in_channels is not None or len(x) != 4:
+            return {}
+        return {"in_channels": x[1]}
 
     def output_shape(self, x: Shape) -> Shape:
         return (x[0], self.out_channels, *self.geometry(x).out)
@@ -200,6 +205,12 @@ class Conv2d(Layer):
             errors.append(_error("non-positive stride is not supported", "stride"))
         if min(pair(self.dilation)) < 0:
             errors.append(_error("dilation should be greater than zero", "dilation"))
+        if self.groups > 0 and (self.in_channels or 0) % self.groups != 0:  # inferred
+            message = (
+                f"in_channels must be divisible by groups: the input has {self.in_channels} "
+                f"channels, groups={self.groups}"
+            )
+            errors.append(_error(message, "groups"))
         if self.out_channels < self.groups:
             errors.append(
                 _error(

@@ -23,8 +23,8 @@ class Linear(Layer):
     """y = x W^T + b over the last axis. Mirrors torch.nn.Linear."""
 
     type: Literal["Linear"] = "Linear"
-    in_features: NonNegativeInt
-    """Size of each input sample (the last dimension)."""
+    in_features: NonNegativeInt | None = None
+    """Size of each input sample (the last dimension); left out, the input's (as LazyLinear)."""
     out_features: NonNegativeInt
     """Size of each output sample."""
     bias: Bool = True
@@ -33,6 +33,11 @@ class Linear(Layer):
     """Accepted for compatibility; the network's device decides placement."""
     dtype: DTypeName | None = None
     """Accepted for compatibility; the network runs in one dtype."""
+
+    def inferred_arguments(self, x: Shape) -> dict[str, Any]:
+        if self.in_features is not None or len(x) < 2:
+            return {}
+        return {"in_features": x[-1]}
 
     def output_shape(self, x: Shape) -> Shape:
         recovered = (*x[:-1], self.out_features) if len(x) >= 2 else (x[0], self.out_features)

@@ -75,7 +75,9 @@ def test_defaults_match_torch_signature(torch):
     params = inspect.signature(torch.nn.Conv2d).parameters
     fields = Conv2d.model_fields
     for name, param in params.items():
-        if param.default is inspect.Parameter.empty:
+        if name == "in_channels":  # inferred from the input when left out (design.md §1.1)
+            assert fields[name].default is None
+        elif param.default is inspect.Parameter.empty:
             assert fields[name].is_required(), name
         else:
             assert fields[name].default == param.default, name
