@@ -18,7 +18,7 @@ import copy
 
 from pydantic import BaseModel
 
-from netspec.frontend.expand import BLOCK_KEYS, MAX_LAYERS, SEQUENTIAL, USE_KEYS
+from netspec.frontend.blocks import BLOCK_KEYS, MAX_LAYERS, SEQUENTIAL, USE_KEYS
 from netspec.frontend.json_schema_entries import Kind, OtherNames, entry, prepare_kind
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a block's name and a param's (expand.py's rule)

@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from netspec.frontend.blocks import read_blocks
 from netspec.frontend.diagnostics import Collector
-from netspec.frontend.expand import Expander, read_blocks
+from netspec.frontend.expand import Expander
 from netspec.frontend.graph import Entry, Graph, build_graph, infer_shapes
 from netspec.frontend.lint import lint
 from netspec.frontend.normalize import Origin, normalize_entry
