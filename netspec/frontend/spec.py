@@ -97,7 +97,7 @@ class TrainSpec(_Section):
     batch_size: PositiveInt = 64
     """Samples per step; the last partial batch is kept."""
     optimizer: AnyOptimizer = Field(default_factory=Adam)
-    """SGD, Adam or AdamW with torch.optim's arguments."""
+    """SGD, Adam, AdamW or RMSprop with torch.optim's arguments."""
     lr_schedule: AnySchedule | None = None
     """A torch.optim.lr_scheduler, stepped once per epoch."""
     early_stopping: EarlyStopping | None = None
