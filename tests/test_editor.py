@@ -182,7 +182,7 @@ def test_completing_a_new_layer_offers_layers_as_valid_text(server):
     inserted = _completions(server, "complete", text, 4, 4)
     assert sorted(inserted) == sorted(ENTRY_NAMES)  # no argument names of other layers
     assert inserted["ReLU"] == "ReLU"
-    assert inserted["Linear"] == "Linear: {in_features: ${1}, out_features: ${2}}"
+    assert inserted["Linear"] == "Linear: {out_features: ${1}}"
     assert inserted["Sequential"] == "Sequential: {layers: [${1:ReLU}]}"
 
 
@@ -205,7 +205,7 @@ BLOCKS = "input: {shape: [3, 8, 8]}\nblocks:\n  Down:\n    params: [planes]\n"
 def test_completing_a_layer_in_a_block_offers_layers_and_sequential(server, text, line, col):
     inserted = _completions(server, "block_layer", MODELINE + text, line, col)
     assert sorted(inserted) == sorted(ENTRY_NAMES)
-    assert inserted["Linear"] == "Linear: {in_features: ${1}, out_features: ${2}}"
+    assert inserted["Linear"] == "Linear: {out_features: ${1}}"
 
 
 def test_completing_in_a_block_offers_the_block_keys(server):
