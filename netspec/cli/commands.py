@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from netspec.cli.exits import CommandError, err, errors_exit
+from netspec.cli.exits import CommandError, err, errors_exit, signals_ignored
 from netspec.errors import Diagnostic, SpecError
 from netspec.frontend.json_schema import SCHEMA_PATH
 from netspec.frontend.source import read_text
@@ -265,10 +265,11 @@ def train(
     finally:
         for path in made:  # a run that failed before writing anything leaves no folders
             remove_if_empty(path)
-    if result.interrupted:
-        err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)
-        raise typer.Exit(143 if result.signal == "SIGTERM" else 130)  # as a shell says
-    show_training(result, out)
+    with signals_ignored():  # the run is over and saved: a signal could only cut this
+        if result.interrupted:
+            err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)
+            raise typer.Exit(143 if result.signal == "SIGTERM" else 130)  # as a shell says
+        show_training(result, out)
 
 
 def _run_folder(name: str, out_dir: Path | None, resume: Path | None) -> tuple[Path, list[Path]]:

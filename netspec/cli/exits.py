@@ -7,6 +7,8 @@ command says what it means is that line and exit 130 (SIGTERM: 143).
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -72,3 +74,18 @@ def errors_exit(interrupted: str | None = None) -> Iterator[None]:
         what = "terminated (SIGTERM)" if terminated else "interrupted"
         err.print(f"{what} {interrupted}".rstrip(), highlight=False)
         raise typer.Exit(143 if terminated else 130) from None
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM do nothing inside the block (main thread only): for the summary
+    of a run that is over and saved, which a signal could only cut short."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -55,6 +55,11 @@ class DeferredInterrupts:
         finally:
             self._deferring = False
 
+    def hold(self) -> None:
+        """From now until the handlers go, a signal only waits: the run is over (saved, or
+        failed and said so), and what is left (releasing the lock) must not be cut."""
+        self._deferring = True
+
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         first = not self.requested

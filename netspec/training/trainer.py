@@ -121,6 +121,7 @@ class Trainer:
             try:
                 return self._fit(resume, interrupts, notes, xp)
             finally:
+                interrupts.hold()
                 if lock is not None:
                     lock.release()
                     if created:
