@@ -302,3 +302,21 @@ def test_an_outputs_naming_nothing_is_reported_at_outputs():
     assert [(head(d), d.message) for d in found] == [
         ("n.yaml:3:50: error[unknown-output]", "unknown output 'nowhere'")
     ]
+
+
+# -- known bugs ---------------------------------------------------------------------------------
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="an error before a layer with an inferred size leaves it None, and the training-memory"
+    " lint computes its parameter shapes (`None // groups`) instead of skipping it",
+)
+@pytest.mark.parametrize(
+    "first",
+    ["0", "{type: Sequential, name: s, layers: [Conv2d: {out_channels: 4, kernal_size: 3}]}"],
+)
+def test_an_error_upstream_of_an_inferred_size_is_a_diagnostic(first):
+    found = errors(
+        HEAD + f"layers:\n  - {first}\n  - Conv2d: {{out_channels: 4, kernel_size: 3}}\n"
+    )
+    assert found

@@ -19,6 +19,17 @@ def torch_layer(layer: Layer) -> torch.nn.Module | None:
     return getattr(torch.nn, layer.type_name)(**layer.torch_arguments())
 
 
+def _register(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
+    """`module` at the dotted path `name` (`b1.conv1`), containers made on the way, so that
+    its state-dict keys are netspec's (torch refuses dots in one module's name)."""
+    *parents, leaf = name.split(".")
+    for part in parents:
+        if part not in root._modules:
+            root.add_module(part, torch.nn.Module())
+        root = root._modules[part]
+    root.add_module(leaf, module)
+
+
 class TorchGraph(torch.nn.Module):
     def __init__(self, spec):
         super().__init__()
@@ -30,7 +41,7 @@ class TorchGraph(torch.nn.Module):
         for node in sorted(self.nodes, key=lambda n: n.index):
             module = torch_layer(node.layer)
             if module is not None:
-                self.layers[node.name] = module
+                _register(self.layers, node.name, module)
 
     def state_dict_names(self) -> dict[str, str]:
         return {f"layers.{k}": k for k in self.state_dict()}
@@ -56,7 +67,7 @@ class TorchGraph(torch.nn.Module):
             elif kind == "Concat":
                 y = torch.cat(args, dim=node.layer.dim)
             else:
-                y = self.layers[node.name](args[0])
+                y = self.layers.get_submodule(node.name)(args[0])
             if isinstance(y, tuple):  # return_indices
                 values[f"{node.name}.indices"] = y[1]
                 y = y[0]
