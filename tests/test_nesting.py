@@ -304,13 +304,8 @@ def test_an_outputs_naming_nothing_is_reported_at_outputs():
     ]
 
 
-# -- known bugs ---------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="an error before a layer with an inferred size leaves it None, and the training-memory"
-    " lint computes its parameter shapes (`None // groups`) instead of skipping it",
-)
+# An error before a layer with an inferred size leaves the size unknown: the training-memory
+# lint once computed that layer's parameter shapes (`None // groups`) and crashed.
 @pytest.mark.parametrize(
     "first",
     ["0", "{type: Sequential, name: s, layers: [Conv2d: {out_channels: 4, kernal_size: 3}]}"],

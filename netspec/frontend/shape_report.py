@@ -25,7 +25,9 @@ class Row:
     params: int
     trainable_params: int
     macs: int
-    inferred: dict[str, Any] = field(default_factory=dict)  # arguments taken from the shapes
+    # Where a size came from is no part of the row's value: a flat spec that writes the
+    # inferred sizes out reports equal rows (design.md §1.2).
+    inferred: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def training_memory(
     params = buffers = 0
     largest: tuple[int, str, int] | None = None
     for node in graph.nodes:
-        if node.layer is None:
+        if node.layer is None or graph.shapes.get(node.name) is None:  # after an error
             continue
         count = sum(prod(s) or 0 for s in node.layer.parameter_shapes().values())
         params += count
