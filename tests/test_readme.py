@@ -56,3 +56,10 @@ def test_the_python_api_block_runs(tmp_path, monkeypatch, capsys):
     assert printed[1].startswith("loss ") and "(8, 1, 8, 8) (32, 1, 3, 3)" in printed[1]
     assert namespace["net"].grads["0.weight"].any()
     assert sorted(tmp_path.iterdir()) == [tmp_path / "specs"]  # it writes nothing
+
+
+def test_the_readme_nesting_example_is_the_zoo_resnet18():
+    text = README.read_text()
+    start = text.index("```yaml\nblocks:")
+    snippet = text[start + len("```yaml\n") : text.index("```", start + 7)]
+    assert snippet in (ROOT / "specs" / "zoo" / "resnet18.yaml").read_text()
