@@ -7,6 +7,7 @@ place (exits.errors_exit, around every command through `command`); bad usage is 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import sys
@@ -18,7 +19,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from netspec.cli.exits import CommandError, err, errors_exit, signals_ignored
+from netspec.cli.exits import (
+    CommandError,
+    err,
+    errors_exit,
+    ignore_signals,
+    signals_ignored,
+)
 from netspec.errors import Diagnostic, SpecError
 from netspec.frontend.json_schema import SCHEMA_PATH
 from netspec.frontend.source import read_text
@@ -338,6 +345,7 @@ def bench_command(
 def main() -> None:
     """Console-script entry point: what escapes a command (typer's own work around it) goes
     through the same `errors_exit`, so it too is one line, never a traceback."""
+    atexit.register(ignore_signals)  # a signal while exiting would only make it a kill
     try:
         with errors_exit(interrupted=""):
             app()

@@ -76,14 +76,21 @@ def errors_exit(interrupted: str | None = None) -> Iterator[None]:
         raise typer.Exit(143 if terminated else 130) from None
 
 
+def ignore_signals() -> dict:
+    """Let SIGINT and SIGTERM do nothing (main thread only); the handlers they had."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.signal(number, signal.SIG_IGN) for number in _STOPPING}
+
+
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def signals_ignored() -> Iterator[None]:
-    """SIGINT and SIGTERM do nothing inside the block (main thread only): for the summary
-    of a run that is over and saved, which a signal could only cut short."""
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for number in (signal.SIGINT, signal.SIGTERM):
-            previous[number] = signal.signal(number, signal.SIG_IGN)
+    """SIGINT and SIGTERM do nothing inside the block: for the summary of a run that is
+    over and saved, which a signal could only cut short."""
+    previous = ignore_signals()
     try:
         yield
     finally:
