@@ -1,5 +1,5 @@
-"""The command line: `netspec check|train|eval|bench|schema`. The one place that prints and
-exits; every NetspecError becomes one readable line and exit 1."""
+"""The command line: `netspec check|train|eval|predict|bench|schema|expand`. The one place
+that prints and exits; every NetspecError becomes one readable line and exit 1."""
 
 from netspec.cli.commands import app, main
 

@@ -320,6 +320,37 @@ def eval_command(
     render_evaluation(result, spec.name, weights, out)
 
 
+@command("predict")
+def predict_command(
+    spec_path: SpecArg,
+    weights: Annotated[
+        Path, typer.Option("--weights", "-w", help="Checkpoint (.npz) whose weights to use.")
+    ],
+    data: Annotated[Path, typer.Option("--data", help="The inputs: an .npz file.")],
+    x_key: Annotated[str, typer.Option("--x-key", help="The inputs' array in it.")] = "x",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write them to a .npz or .csv file.")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Samples per batch.")
+    ] = 256,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """The network's outputs on new inputs, in eval mode (probabilities and labels too
+    for classification)."""
+    from netspec.cli.predict_output import check_output_path, deliver, prediction_progress
+    from netspec.training.predict import predict, read_inputs
+
+    if output is not None:
+        check_output_path(output)
+    spec = load_spec(spec_path)
+    x = read_inputs(data, x_key)
+    with prediction_progress(err) as on_batch:
+        options = dict(batch_size=batch_size, device=device, on_batch=on_batch)
+        prediction = predict(spec, weights, x, source=f"npz:{data}", **options)
+    deliver(prediction, output, out, err)
+
+
 @command("bench")
 def bench_command(
     spec_path: SpecArg,

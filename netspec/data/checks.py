@@ -36,6 +36,16 @@ def conform(
     return x, _conform_indices(y, targets, name)
 
 
+def conform_inputs(
+    x: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype, name: str
+) -> np.ndarray:
+    """x alone, checked and shaped as `conform` checks training inputs (for predictions)."""
+    x = np.asarray(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"{name}: x has no samples (shape {format_shape(x.shape)})")
+    return _conform_inputs(x, input_shape, dtype, name)
+
+
 def _conform_inputs(
     x: np.ndarray, input_shape: tuple[int, ...], dtype: np.dtype, name: str
 ) -> np.ndarray:
