@@ -373,6 +373,24 @@ def bench_command(
         render_bench(result, out)
 
 
+@command()
+def draw(
+    spec_path: SpecArg,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The picture: FILE.svg, FILE.png or FILE.dot.")
+    ],
+) -> None:
+    """Draw the graph: layers with their types and shapes, blocks as clusters (Graphviz)."""
+    if output.suffix.lower() not in (".dot", ".svg", ".png"):
+        raise typer.BadParameter(
+            f"{output.name} must end in .dot, .svg or .png", param_hint="'--output'"
+        )
+    from netspec.export.draw import draw as draw_graph
+
+    written = draw_graph(load_spec(spec_path), output)
+    err.print(f"wrote {escape(str(written))}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point: what escapes a command (typer's own work around it) goes
     through the same `errors_exit`, so it too is one line, never a traceback."""
