@@ -13,11 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BeforeValidator, Field, Strict, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, WithJsonSchema
 
 from netspec.errors import ShapeError
 
 Shape = tuple[int | None, ...]
+
+
+class Schema(BaseModel):
+    """Base of every schema a spec is validated with (layers, losses, optimizers, schedules,
+    data sources, the spec's sections): unknown keys are refused, values are frozen, and a
+    field's docstring is its description (in the JSON Schema too)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
 
 # -- argument types ---------------------------------------------------------------------
 # Strict: YAML `true` is not the int 1, and "3" is not 3. Floats accept ints (lr: 1).

@@ -13,12 +13,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import Field, Strict
 
 from netspec.errors import NetspecError
 from netspec.lazy import lazy_import
 from netspec.losses import LOSS_TYPES
-from netspec.types import Bool, Shape, format_shape
+from netspec.types import Bool, Schema, Shape, format_shape
 
 np = lazy_import("numpy")
 
@@ -78,10 +78,8 @@ def seeded_rng(seed: int, stream: int) -> np.random.Generator:
 SOURCES: dict[str, type[DataSource]] = {}  # `source:` name -> its class, in import order
 
 
-class DataSource(BaseModel, ABC):
+class DataSource(Schema, ABC):
     """Base of every `data:` source: the split, shuffle and normalisation all of them take."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     # The input shapes the source can fill, image shapes first; None: any, or known only
     # once the data is read. `netspec check` compares the spec's input with them.

@@ -15,8 +15,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     Strict,
@@ -33,7 +31,7 @@ from netspec.layers import AnyLayer
 from netspec.losses import AnyLoss
 from netspec.optim import Adam, AnyOptimizer
 from netspec.optim.lr_scheduler import AnySchedule
-from netspec.types import Bool, Float, LayerRef, NonNegativeInt, PositiveInt
+from netspec.types import Bool, Float, LayerRef, NonNegativeInt, PositiveInt, Schema
 
 # The model's name labels reports and run folders (`runs/<name>`): a layer name's rule plus '-'.
 SPEC_NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
@@ -63,8 +61,8 @@ Name = Annotated[
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+class _Section(Schema):
+    """A section of the spec (input, train, early_stopping, the spec itself)."""
 
 
 class InputSpec(_Section):

@@ -11,9 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
-from netspec.types import LayerName, LayerRef, Shape
+from netspec.types import LayerName, LayerRef, Schema, Shape
 
 
 class Context:
@@ -42,10 +40,8 @@ class Context:
         self.outputs[name] = array
 
 
-class Layer(BaseModel):
+class Layer(Schema):
     """Base of every layer schema. Subclasses add `type: Literal[...]` and PyTorch's arguments."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     name: LayerName | None = None
     """Name in the graph; defaults to the layer's index, as in torch.nn.Sequential."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import BeforeValidator, field_validator
 
 from netspec.errors import ArgError, InputError
 from netspec.layers.base import Context
 from netspec.lazy import lazy_import
-from netspec.types import Bool, Float, Shape, format_shape
+from netspec.types import Bool, Float, Schema, Shape, format_shape
 
 np = lazy_import("numpy")
 
@@ -33,10 +33,8 @@ def quiet_division() -> np.errstate:
     return np.errstate(divide="ignore", invalid="ignore")
 
 
-class Loss(BaseModel, ABC):
+class Loss(Schema, ABC):
     """Base of every loss schema: PyTorch's reduction and its two legacy flags."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     # Every loss says which: the data checks, the metrics and the lint rules ask this.
     targets: ClassVar[TargetKind]

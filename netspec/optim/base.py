@@ -11,12 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BeforeValidator
 
 from netspec.errors import ArgError, InputError, NetspecError
 from netspec.lazy import lazy_import
 from netspec.optim.registry import Registry
-from netspec.types import Bounds, Float
+from netspec.types import Bounds, Float, Schema
 
 np = lazy_import("numpy")
 backend = lazy_import("netspec.ops.backend")
@@ -127,14 +127,12 @@ class Optimizer(ABC):
 REGISTRY: Registry[OptimizerSpec] = Registry("optimizer")
 
 
-class OptimizerSpec(BaseModel):
+class OptimizerSpec(Schema):
     """Base of every optimizer schema: `type` plus torch.optim's arguments (without params).
 
     A subclass that names its `type` is registered when it is defined (see `Registry`) and
     says which `Optimizer` steps it (`runtime`) and what state it keeps (`state_buffers`).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     runtime: ClassVar[type[Optimizer]]
     """The runtime class that steps parameters by this schema."""

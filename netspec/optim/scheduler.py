@@ -9,12 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from netspec.lazy import lazy_import
 from netspec.optim.base import Optimizer, OptimizerStateError
 from netspec.optim.registry import Registry
-from netspec.types import Int
+from netspec.types import Int, Schema
 
 np = lazy_import("numpy")
 backend = lazy_import("netspec.ops.backend")
@@ -99,14 +97,12 @@ class EpochScheduler(Scheduler):
 REGISTRY: Registry[ScheduleSpec] = Registry("schedule")
 
 
-class ScheduleSpec(BaseModel):
+class ScheduleSpec(Schema):
     """Base of every schedule schema: `type` plus torch's arguments (without the optimizer).
 
     A subclass that names its `type` is registered when it is defined (see `Registry`) and
     says which `Scheduler` runs it (`runtime`).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     runtime: ClassVar[type[Scheduler]]
 
