@@ -336,8 +336,7 @@ def predict_command(
     ] = 256,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """The network's outputs on new inputs, in eval mode (probabilities and labels too
-    for classification)."""
+    """The network's eval-mode outputs on new inputs; for classifiers, probabilities and labels."""
     from netspec.cli.predict_output import check_output_path, deliver, prediction_progress
     from netspec.training.predict import predict, read_inputs
 
