@@ -15,8 +15,8 @@ from pydantic import BeforeValidator
 
 from netspec.errors import ArgError, InputError, NetspecError
 from netspec.lazy import lazy_import
-from netspec.optim.registry import Registry
-from netspec.types import Bounds, Float, Schema
+from netspec.optim.registry import RegisteredSchema, Registry
+from netspec.types import Bounds, Float
 
 np = lazy_import("numpy")
 backend = lazy_import("netspec.ops.backend")
@@ -127,24 +127,16 @@ class Optimizer(ABC):
 REGISTRY: Registry[OptimizerSpec] = Registry("optimizer")
 
 
-class OptimizerSpec(Schema):
+class OptimizerSpec(RegisteredSchema):
     """Base of every optimizer schema: `type` plus torch.optim's arguments (without params).
 
     A subclass that names its `type` is registered when it is defined (see `Registry`) and
     says which `Optimizer` steps it (`runtime`) and what state it keeps (`state_buffers`).
     """
 
+    registry: ClassVar[Registry] = REGISTRY
     runtime: ClassVar[type[Optimizer]]
     """The runtime class that steps parameters by this schema."""
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        REGISTRY.add(cls)
-
-    def torch_arguments(self) -> dict[str, Any]:
-        """The constructor arguments, as PyTorch names them."""
-        return {k: v for k, v in self.model_dump().items() if k != "type"}
 
     def state_buffers(self) -> tuple[str, ...]:
         """The parameter-sized arrays of state kept per parameter, by their state-dict names

@@ -5,9 +5,11 @@ its class, and the discriminated union the Spec validates against follows by its
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union
 
 from pydantic import BaseModel, Field
+
+from netspec import types
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -36,3 +38,19 @@ class Registry(Generic[Schema]):
     def union(self) -> Any:
         """`Annotated[Union[...], Field(discriminator="type")]` over every entry."""
         return Annotated[Union[self.classes()], Field(discriminator="type")]  # noqa: UP007
+
+
+class RegisteredSchema(types.Schema):
+    """Base of a family of schemas (optimizers, schedules): each subclass that names its
+    `type` enters the family's `registry` when it is defined."""
+
+    registry: ClassVar[Registry]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.registry.add(cls)
+
+    def torch_arguments(self) -> dict[str, Any]:
+        """The constructor arguments, as PyTorch names them."""
+        return {k: v for k, v in self.model_dump().items() if k != "type"}

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 from netspec.lazy import lazy_import
 from netspec.optim.base import Optimizer, OptimizerStateError
-from netspec.optim.registry import Registry
-from netspec.types import Int, Schema
+from netspec.optim.registry import RegisteredSchema, Registry
+from netspec.types import Int
 
 np = lazy_import("numpy")
 backend = lazy_import("netspec.ops.backend")
@@ -97,23 +97,15 @@ class EpochScheduler(Scheduler):
 REGISTRY: Registry[ScheduleSpec] = Registry("schedule")
 
 
-class ScheduleSpec(Schema):
+class ScheduleSpec(RegisteredSchema):
     """Base of every schedule schema: `type` plus torch's arguments (without the optimizer).
 
     A subclass that names its `type` is registered when it is defined (see `Registry`) and
     says which `Scheduler` runs it (`runtime`).
     """
 
+    registry: ClassVar[Registry] = REGISTRY
     runtime: ClassVar[type[Scheduler]]
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        REGISTRY.add(cls)
-
-    def torch_arguments(self) -> dict[str, Any]:
-        """The constructor arguments, as PyTorch names them."""
-        return {k: v for k, v in self.model_dump().items() if k != "type"}
 
     def monitored_metric(self, has_validation: bool, classification: bool) -> str | None:
         """The name of the epoch metric `Scheduler.step` takes, or None: it takes none."""
