@@ -167,7 +167,11 @@ def expand(
     """Write the spec flat: no blocks, every layer under its full name, sizes inferred."""
     from netspec.frontend.flat_spec import flat_spec_text
 
-    text = flat_spec_text(load_spec(spec_path))
+    write_text_output(flat_spec_text(load_spec(spec_path)), output)
+
+
+def write_text_output(text: str, output: Path | None) -> None:
+    """`text` to stdout (no output given) or into the file, saying where it went."""
     if output is None:
         sys.stdout.write(text)
         return
@@ -204,16 +208,7 @@ def schema(
             raise CommandError(f"{output} is stale: run `netspec schema -o {output}` and commit it")
         err.print(f"{escape(output)} is up to date", highlight=False)
         return
-    if output == "-":
-        sys.stdout.write(text)
-        return
-    target = Path(output)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
-    err.print(f"wrote {escape(output)}", highlight=False)
+    write_text_output(text, None if output == "-" else Path(output))
 
 
 DeviceOpt = Annotated[
