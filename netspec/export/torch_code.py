@@ -1,0 +1,227 @@
+"""`netspec export --format torch`: the network as a readable PyTorch file.
+
+    source = torch_source(spec)        # the text of a module defining `class Net`
+    write_torch_source(spec, "model.py")
+
+`Net(torch.nn.Module)` registers every layer at netspec's module path, so its state dict has
+netspec's names (`fc.weight`, `layer1.0.conv1.weight`) and the weights netspec exports as
+.safetensors load with `strict=True`. Top-level layers are attributes named after the layer;
+a Sequential whose members are numbered 0..k-1 is a `nn.Sequential` (indexed `[0]`); blocks
+and other groups are plain `nn.Module` containers with attributes; a name that is not a
+Python identifier (`0`) is registered with `add_module` and read with `getattr`. Each layer
+is its torch.nn class with every argument of the spec written out. `forward` calls the
+modules in the graph's order, with Add as `+` and Concat as `torch.cat`; a plain chain is
+one call per top-level module. netspec never imports torch: this only writes text.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netspec.export.torch_forward import forward_lines
+from netspec.export.weights import ExportError
+from netspec.frontend.graph import INPUT
+
+# torch.nn.Module's public attributes (test_export_torch checks this against torch): a
+# child of one of these names cannot be registered (add_module refuses it), nor one whose
+# name starts with "_", torch's own space.
+_ATTRIBUTE_NAMES = (
+    "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu "
+    "cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state "
+    "get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers "
+    "named_children named_modules named_parameters parameters register_backward_hook "
+    "register_buffer register_forward_hook register_forward_pre_hook "
+    "register_full_backward_hook register_full_backward_pre_hook "
+    "register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module "
+    "register_parameter register_state_dict_post_hook register_state_dict_pre_hook "
+    "requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train "
+    "training type xpu zero_grad"
+)
+TORCH_MODULE_ATTRIBUTES = frozenset(_ATTRIBUTE_NAMES.split())
+EXPRESSIONS = ("Add", "Concat")  # layers that are expressions in forward, not modules
+LINE = 100
+
+
+@dataclass
+class Module:
+    """One torch module of Net: a layer, a `nn.Sequential`, or a plain container."""
+
+    path: str  # "" for Net itself
+    kind: str  # "layer", "sequential" or "container"
+    layer: Any = None
+    children: dict[str, Module] = field(default_factory=dict)
+
+
+def module_tree(spec) -> Module:
+    """Net's modules by path, in the spec's order (so the state dict is too)."""
+    root = Module("", "container")
+    sequentials = {p for p, kind in spec.modules.items() if kind == "Sequential"}
+    for node in sorted(spec.graph.nodes, key=lambda n: n.index):
+        if node.layer.type_name in EXPRESSIONS:
+            continue
+        parent = root
+        *parents, leaf = node.name.split(".")
+        for part in parents:
+            _check_name(part, node.name)
+            path = f"{parent.path}.{part}".lstrip(".")
+            parent = parent.children.setdefault(part, Module(path, "container"))
+        _check_name(leaf, node.name)
+        parent.children[leaf] = Module(node.name, "layer", node.layer)
+    _mark_sequentials(root, sequentials)
+    return root
+
+
+def _check_name(part: str, name: str) -> None:
+    if part.startswith("_") or part in TORCH_MODULE_ATTRIBUTES:
+        raise ExportError(
+            f"layer '{name}' cannot be a torch module: torch.nn.Module has its own "
+            f"attribute '{part}', so no child can be registered under that name",
+            hint="rename the layer (or its block) for the torch export",
+        )
+
+
+def _mark_sequentials(module: Module, sequentials: set[str]) -> None:
+    """A nesting Sequential numbered 0..k-1 in order is a torch nn.Sequential."""
+    numbered = list(module.children) == [str(i) for i in range(len(module.children))]
+    if module.kind == "container" and module.path in sequentials and numbered:
+        module.kind = "sequential"
+    for child in module.children.values():
+        _mark_sequentials(child, sequentials)
+
+
+def access(parent: str, parent_kind: str, name: str) -> str:
+    """The expression that reads child `name` of the module `parent` evaluates to."""
+    if parent_kind == "sequential":
+        return f"{parent}[{name}]"
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{parent}.{name}"
+    return f'getattr({parent}, "{name}")'
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_value(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def written_arguments(layer, shared: bool = False) -> dict[str, Any]:
+    """The layer's PyTorch arguments less those at their default (netspec's defaults are
+    PyTorch's), so a call reads as the spec was written, sizes inference filled in included.
+
+    `shared`: the layer's input is read elsewhere too (or is the network's input or an
+    output), where `inplace=True` would change it in torch but not in netspec, so it is
+    written `inplace=False`."""
+    fields = type(layer).model_fields
+    arguments = {
+        name: value
+        for name, value in layer.torch_arguments().items()
+        if name not in fields or fields[name].is_required() or value != fields[name].default
+    }
+    if shared and arguments.get("inplace"):
+        del arguments["inplace"]
+    return arguments
+
+
+def layer_call(layer, indent: int, room: int, shared: bool = False) -> str:
+    """`nn.Conv2d(in_channels=3, ...)`: on one line when it fits in `room` characters,
+    else one argument a line."""
+    parts = [f"{k}={_value(v)}" for k, v in written_arguments(layer, shared).items()]
+    one_line = f"nn.{layer.type_name}({', '.join(parts)})"
+    if len(one_line) <= room:
+        return one_line
+    inner = " " * (indent + 4)
+    return (
+        f"nn.{layer.type_name}(\n" + "".join(f"{inner}{p},\n" for p in parts) + " " * indent + ")"
+    )
+
+
+def expression(module: Module, indent: int, room: int, shared: set[str]) -> str:
+    """What builds `module`: its layer, an nn.Sequential of its members, or nn.Module()."""
+    if module.kind == "layer":
+        return layer_call(module.layer, indent, room, module.path in shared)
+    if module.kind == "container":
+        return "nn.Module()"
+    inner = indent + 4
+    items = "".join(
+        f"{' ' * inner}{expression(c, inner, LINE - inner - 1, shared)},\n"
+        for c in module.children.values()
+    )
+    return "nn.Sequential(\n" + items + " " * indent + ")"
+
+
+def init_lines(module: Module, target: str, shared: set[str], indent: int = 8) -> list[str]:
+    """The statements of __init__ that register `module`'s children under `target`."""
+    lines: list[str] = []
+    for name, child in module.children.items():
+        here = access(target, module.kind, name)
+        if module.kind != "sequential":  # a Sequential's expression built its members
+            if name.isidentifier() and not keyword.iskeyword(name):
+                before, after = f"{target}.{name} = ", ""
+            else:
+                before, after = f'{target}.add_module("{name}", ', ")"
+            room = LINE - indent - len(before) - len(after)
+            lines.append(before + expression(child, indent, room, shared) + after)
+        lines += init_lines(child, here, shared, indent)
+    return lines
+
+
+def shared_inputs(graph) -> set[str]:
+    """The layers whose input is also read elsewhere, is the input, or is an output."""
+    readers = graph.consumers()
+    outputs = set(graph.outputs)
+    return {
+        node.name
+        for node in graph.nodes
+        for ref in node.inputs[:1]
+        if ref == INPUT or ref in outputs or len(readers.get(ref, [])) > 1
+    }
+
+
+def torch_source(spec) -> str:
+    """The text of a Python module defining `class Net(torch.nn.Module)` for `spec`."""
+    tree = module_tree(spec)
+    init = "\n".join(
+        f"        {line}" for line in init_lines(tree, "self", shared_inputs(spec.graph))
+    )
+    forward = "\n".join(f"        {line}" for line in forward_lines(spec, tree))
+    name = spec.name or "model"
+    float64 = spec.input.dtype == "float64"
+    source = Path(spec.source_name).name
+    return f'''"""{name} ({source}) in PyTorch, written by `netspec export --format torch`.
+
+Net's state dict has netspec's names, so the weights netspec exports load strictly:
+
+    model = Net(){".double()" if float64 else ""}
+    model.load_state_dict(safetensors.torch.load_file("model.safetensors"), strict=True)
+    outputs = model.eval()(inputs)  # inputs: (N, {", ".join(map(str, spec.input.shape))})
+"""
+
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+{init}
+
+    def forward(self, input: torch.Tensor):
+{forward}
+'''
+
+
+def write_torch_source(spec, path: str | Path) -> Path:
+    """Write `torch_source(spec)` to `path`; returns the path."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(torch_source(spec), encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
