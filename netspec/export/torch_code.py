@@ -161,14 +161,24 @@ def init_lines(module: Module, target: str, shared: set[str], indent: int = 8) -
     for name, child in module.children.items():
         here = access(target, module.kind, name)
         if module.kind != "sequential":  # a Sequential's expression built its members
-            if name.isidentifier() and not keyword.iskeyword(name):
-                before, after = f"{target}.{name} = ", ""
-            else:
-                before, after = f'{target}.add_module("{name}", ', ")"
-            room = LINE - indent - len(before) - len(after)
-            lines.append(before + expression(child, indent, room, shared) + after)
+            lines.append(_registration(target, name, child, indent, shared))
         lines += init_lines(child, here, shared, indent)
     return lines
+
+
+def _registration(target: str, name: str, child: Module, indent: int, shared: set[str]) -> str:
+    """`self.fc = nn.Linear(...)`, or `self.add_module("0", nn.Linear(...))` for a name that
+    is no identifier, laid out as ruff format would."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        before = f"{target}.{name} = "
+        return before + expression(child, indent, LINE - indent - len(before), shared)
+    before = f'{target}.add_module("{name}", '
+    built = expression(child, indent, LINE - indent - len(before) - 1, shared)
+    if "\n" not in built:
+        return f"{before}{built})"
+    inner = " " * (indent + 4)
+    built = expression(child, indent + 4, 0, shared)  # exploded, one level deeper
+    return f'{target}.add_module(\n{inner}"{name}",\n{inner}{built},\n{" " * indent})'
 
 
 def shared_inputs(graph) -> set[str]:
