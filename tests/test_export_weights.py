@@ -318,3 +318,26 @@ def test_export_onnx_from_the_cli(tmp_path, lenet_file):
     result = run("export", f"{SPECS}/lenet5.yaml", "-w", str(path), "-f", "onnx", "-o", str(out))
     assert result.exit_code == 0, result.output
     onnx.checker.check_model(onnx.load(str(out)))
+
+
+def test_the_readme_path_from_train_to_onnxruntime_runs(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("netspec.export.onnx")
+    pytest.importorskip("onnxruntime")
+    import re
+    import shlex
+
+    from tests.test_readme import blocks
+
+    (commands,) = blocks("Models in and out", "bash")
+    (code,) = blocks("Models in and out", "python")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "lenet5.yaml").write_text(Path(f"{SPECS}/lenet5.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    for line in commands.strip().splitlines():
+        args = shlex.split(line)[1:]  # without `netspec`
+        if args[0] == "train":
+            args += ["--epochs", "1"]
+        assert run(*args).exit_code == 0, line
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert re.fullmatch(r"\[\d( \d)*\]\n", printed), printed
