@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 import netspec
 from netspec.cli import app
-from netspec.export.torch_code import TORCH_MODULE_ATTRIBUTES, torch_source
+from netspec.export.torch_code import torch_source
+from netspec.export.torch_modules import TORCH_MODULE_ATTRIBUTES
 from netspec.export.weights import ExportError, write_safetensors
 
 torch = pytest.importorskip("torch")

@@ -9,7 +9,9 @@ netspec's names (`fc.weight`, `layer1.0.conv1.weight`) and the weights netspec e
 a Sequential whose members are numbered 0..k-1 is a `nn.Sequential` (indexed `[0]`); blocks
 and other groups are plain `nn.Module` containers with attributes; a name that is not a
 Python identifier (`0`) is registered with `add_module` and read with `getattr`. Each layer
-is its torch.nn class with every argument of the spec written out. `forward` calls the
+is its torch.nn class with its arguments as the spec has them (sizes inference filled in
+included, those at PyTorch's default left out; `inplace` only where no other layer reads
+the same value, as netspec never changes a value in place). `forward` calls the
 modules in the graph's order, with Add as `+` and Concat as `torch.cat`; a plain chain is
 one call per top-level module. netspec never imports torch: this only writes text.
 """
@@ -17,88 +19,15 @@ one call per top-level module. netspec never imports torch: this only writes tex
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from netspec.export.torch_forward import forward_lines
+from netspec.export.torch_modules import Module, access, module_tree
 from netspec.export.weights import ExportError
 from netspec.frontend.graph import INPUT
 
-# torch.nn.Module's public attributes (test_export_torch checks this against torch): a
-# child of one of these names cannot be registered (add_module refuses it), nor one whose
-# name starts with "_", torch's own space.
-_ATTRIBUTE_NAMES = (
-    "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu "
-    "cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state "
-    "get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers "
-    "named_children named_modules named_parameters parameters register_backward_hook "
-    "register_buffer register_forward_hook register_forward_pre_hook "
-    "register_full_backward_hook register_full_backward_pre_hook "
-    "register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module "
-    "register_parameter register_state_dict_post_hook register_state_dict_pre_hook "
-    "requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train "
-    "training type xpu zero_grad"
-)
-TORCH_MODULE_ATTRIBUTES = frozenset(_ATTRIBUTE_NAMES.split())
-EXPRESSIONS = ("Add", "Concat")  # layers that are expressions in forward, not modules
 LINE = 100
-
-
-@dataclass
-class Module:
-    """One torch module of Net: a layer, a `nn.Sequential`, or a plain container."""
-
-    path: str  # "" for Net itself
-    kind: str  # "layer", "sequential" or "container"
-    layer: Any = None
-    children: dict[str, Module] = field(default_factory=dict)
-
-
-def module_tree(spec) -> Module:
-    """Net's modules by path, in the spec's order (so the state dict is too)."""
-    root = Module("", "container")
-    sequentials = {p for p, kind in spec.modules.items() if kind == "Sequential"}
-    for node in sorted(spec.graph.nodes, key=lambda n: n.index):
-        if node.layer.type_name in EXPRESSIONS:
-            continue
-        parent = root
-        *parents, leaf = node.name.split(".")
-        for part in parents:
-            _check_name(part, node.name)
-            path = f"{parent.path}.{part}".lstrip(".")
-            parent = parent.children.setdefault(part, Module(path, "container"))
-        _check_name(leaf, node.name)
-        parent.children[leaf] = Module(node.name, "layer", node.layer)
-    _mark_sequentials(root, sequentials)
-    return root
-
-
-def _check_name(part: str, name: str) -> None:
-    if part.startswith("_") or part in TORCH_MODULE_ATTRIBUTES:
-        raise ExportError(
-            f"layer '{name}' cannot be a torch module: torch.nn.Module has its own "
-            f"attribute '{part}', so no child can be registered under that name",
-            hint="rename the layer (or its block) for the torch export",
-        )
-
-
-def _mark_sequentials(module: Module, sequentials: set[str]) -> None:
-    """A nesting Sequential numbered 0..k-1 in order is a torch nn.Sequential."""
-    numbered = list(module.children) == [str(i) for i in range(len(module.children))]
-    if module.kind == "container" and module.path in sequentials and numbered:
-        module.kind = "sequential"
-    for child in module.children.values():
-        _mark_sequentials(child, sequentials)
-
-
-def access(parent: str, parent_kind: str, name: str) -> str:
-    """The expression that reads child `name` of the module `parent` evaluates to."""
-    if parent_kind == "sequential":
-        return f"{parent}[{name}]"
-    if name.isidentifier() and not keyword.iskeyword(name):
-        return f"{parent}.{name}"
-    return f'getattr({parent}, "{name}")'
 
 
 def _value(value: Any) -> str:

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import builtins
 import keyword
-from typing import TYPE_CHECKING
 
+from netspec.export.torch_modules import Module, access
 from netspec.frontend.graph import INPUT
-
-if TYPE_CHECKING:
-    from netspec.export.torch_code import Module
 
 _TAKEN = {"self", "torch", "nn", "x", *dir(builtins)}  # input: forward's argument
 
 
 def forward_lines(spec, tree: Module) -> list[str]:
     """The statements of `forward(self, input)` for the spec's graph."""
-    from netspec.export.torch_code import access
-
-    calls = _module_expressions(tree, "self", access)
+    calls = _module_expressions(tree, "self")
     graph = spec.graph
     if _is_chain(graph, tree):
         paths = tree_paths(tree)
@@ -40,11 +35,11 @@ def tree_paths(tree: Module) -> list[str]:
     return [child.path for child in tree.children.values()]
 
 
-def _module_expressions(module: Module, target: str, access) -> dict[str, str]:
+def _module_expressions(module: Module, target: str) -> dict[str, str]:
     """Module path -> the expression that reads it (`self.layer1[0].conv1`)."""
     found = {module.path: target} if module.path else {}
     for name, child in module.children.items():
-        found.update(_module_expressions(child, access(target, module.kind, name), access))
+        found.update(_module_expressions(child, access(target, module.kind, name)))
     return found
 
 
