@@ -28,7 +28,7 @@ from tests.torch_oracle import TorchGraph, torch_layer  # noqa: E402
 from tests.torchvision_models import resnet18  # noqa: E402
 
 runner = CliRunner()
-SPECS = netspec.__path__[0] + "/../specs"
+SPECS = Path(__file__).resolve().parent.parent / "specs"
 RTOL, ATOL = 1e-4, 1e-5  # float32
 ZOO_INPUT_64 = "input: {shape: [3, 64, 64]}"
 
@@ -261,6 +261,25 @@ def test_float64_tensors_are_cast_to_the_networks_dtype(lenet_file):
     state = {k: v.double() for k, v in state.items()}
     loaded, _ = read_weights(save(state, path), spec)
     assert {v.dtype for v in loaded.values()} == {np.dtype("float32")}
+
+
+def test_a_safetensors_file_under_another_suffix_is_read_as_one(lenet_file, tmp_path):
+    spec, state, _ = lenet_file
+    loaded, meta = read_weights(save(state, tmp_path / "pytorch_model.bin"), spec)
+    assert meta is None and loaded["0.weight"].shape == (6, 1, 5, 5)
+
+
+def test_writing_safetensors_without_the_package_is_one_line(tmp_path, monkeypatch):
+    spec_path = str(SPECS / "lenet5.yaml")
+    assert run("train", spec_path, "--epochs", "1", "--out", str(tmp_path / "run")).exit_code == 0
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    out = tmp_path / "w.safetensors"
+    args = ("-w", str(tmp_path / "run" / "last.npz"), "-f", "safetensors", "-o", str(out))
+    text = one_error("export", spec_path, *args)
+    assert (
+        "writing .safetensors needs the safetensors package: pip install 'netspec[export]'" in text
+    )
+    assert not out.exists()
 
 
 def test_without_the_package_one_line_says_what_to_install(lenet_file, monkeypatch, tmp_path):

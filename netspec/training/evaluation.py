@@ -22,7 +22,7 @@ from netspec.frontend.spec import TrainSpec
 from netspec.ops.backend import get_xp, to_numpy
 from netspec.training.events import EvalResult
 from netspec.training.setup import RunSetup, meta_int, prepare
-from netspec.training.weights import fitting_warning, read_weights
+from netspec.training.weights import description_warning, read_weights
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
@@ -45,7 +45,7 @@ def evaluate(
     state, recorded_meta = read_weights(weights, spec)  # names and shapes checked first
     meta, train = recorded_meta or {}, spec.train or TrainSpec()
     setup = prepare(spec, device, meta_int(meta, "seed", train.seed), xp)
-    warning = fitting_warning(state, recorded_meta, setup.net, weights)
+    warning = description_warning(recorded_meta, spec, weights)
     setup.net.load_state_dict(state)
     epoch = None if recorded_meta is None else int(meta.get("epoch", 0))
     data = setup.data

@@ -28,7 +28,7 @@ from netspec.memory import available_memory, format_bytes
 from netspec.network import compile as compile_network
 from netspec.ops.backend import get_xp, to_numpy
 from netspec.training.evaluation import first_output
-from netspec.training.weights import fitting_warning, read_weights
+from netspec.training.weights import description_warning, read_weights
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
@@ -88,7 +88,7 @@ def load_weights(spec: Spec, weights: str | Path, device: str) -> tuple[Network,
     network description."""
     state, meta = read_weights(weights, spec)  # names and shapes checked before any data
     net = compile_network(spec, device=device)
-    warning = fitting_warning(state, meta, net, weights)
+    warning = description_warning(meta, spec, weights)
     net.load_state_dict(state)
     return net.eval(), warning
 

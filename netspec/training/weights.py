@@ -4,12 +4,13 @@
     state, meta = read_weights("resnet18.safetensors", spec)             # meta is None
 
 A netspec checkpoint (.npz) is read by training/checkpoint.py, checksums and all. A
-`.safetensors` file is what `safetensors.torch.save_file(model.state_dict(), path)` writes
-from PyTorch: its names are the module paths, as netspec's state dict names them, so a
-torch model built with the same module paths loads as is. Its names and shapes are checked
-against the spec's before any tensor is read (the header says them), and floating-point
-tensors are cast to the network's dtype. safetensors has no checksums, so a flipped bit in
-a tensor cannot be told from a weight; a damaged header is one clear line.
+`.safetensors` file (so named, or under another name but starting as one does) is what
+`safetensors.torch.save_file(model.state_dict(), path)` writes from PyTorch: its names are
+the module paths, as netspec's state dict names them, so a torch model built with the same
+module paths loads as is. Its names and shapes are checked against the spec's before any
+tensor is read (the header says them), and floating-point tensors are cast to the
+network's dtype. safetensors has no checksums, so a flipped bit in a tensor cannot be told
+from a weight; a damaged header is one clear line.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ import numpy as np
 from netspec.frontend.diagnostics import did_you_mean
 from netspec.ops.backend import resolve_dtype
 from netspec.training.checkpoint import (
-    Checkpoint,
     CheckpointError,
-    check_fits,
     expected_state_shapes,
     load_checkpoint,
     network_fingerprint,
@@ -32,7 +31,6 @@ from netspec.training.checkpoint import (
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
-    from netspec.network import Network
 
 SAFETENSORS = ".safetensors"
 INSTALL = "pip install 'netspec[export]'"
@@ -51,20 +49,22 @@ def read_weights(path: str | Path, spec: Spec) -> tuple[dict[str, np.ndarray], d
     Raises WeightsError (CheckpointError for checkpoints) when the file is missing, damaged,
     or its names or shapes are not the network's."""
     path = Path(path)
-    if path.suffix.lower() != SAFETENSORS:
+    if path.suffix.lower() != SAFETENSORS and not looks_like_safetensors(path):
         checkpoint = load_checkpoint(path, spec)  # names and shapes checked before any data
         return checkpoint.state, checkpoint.meta
     return read_safetensors(path, spec), None
 
 
-def fitting_warning(
-    state: dict[str, np.ndarray], meta: dict | None, net: Network, path: str | Path
-) -> str | None:
-    """A warning when checkpoint weights come from another network description (None for
-    safetensors, which records none); raises when they do not fit `net`."""
-    if meta is None:
-        return None
-    return check_fits(Checkpoint(state=state, meta=meta), net, path)
+def looks_like_safetensors(path: Path) -> bool:
+    """Whether the file starts as safetensors does (an 8-byte little-endian header size,
+    then the JSON header), so that one saved under another suffix is read as what it is."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(9)
+            size = path.stat().st_size
+    except OSError:
+        return False  # the checkpoint reader says what is wrong with it
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size
 
 
 def description_warning(meta: dict | None, spec: Spec, path: str | Path) -> str | None:
