@@ -132,6 +132,22 @@ def test_predict_from_the_cli_reads_safetensors(saved, tmp_path):
         )
 
 
+def test_eval_from_the_cli_gives_torchs_loss_on_the_validation_split(saved):
+    spec, model, path = saved
+    if spec.data is None:
+        pytest.skip(f"{spec.name} has no data section to evaluate on")
+    from netspec.training.setup import prepare
+
+    data = prepare(spec, "cpu", spec.train.seed, np).data  # the split eval uses
+    with torch.no_grad():
+        logits = model(torch.from_numpy(data.x_val.astype(np.float32)))
+        expected = torch.nn.functional.cross_entropy(logits, torch.from_numpy(data.y_val))
+    result = run("eval", spec.source_name, "-w", str(path))
+    assert result.exit_code == 0, result.output
+    (loss,) = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("loss")]
+    assert abs(float(loss) - float(expected)) <= 1e-4  # printed to 4 decimals
+
+
 def test_eval_from_the_cli_reads_safetensors_as_it_reads_the_checkpoint(tmp_path):
     spec_path = f"{SPECS}/lenet5.yaml"
     assert run("train", spec_path, "--epochs", "1", "--out", str(tmp_path / "run")).exit_code == 0
