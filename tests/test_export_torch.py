@@ -25,6 +25,7 @@ from netspec.export.weights import ExportError, write_safetensors
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
+from tests.nested_specs import NESTED  # noqa: E402
 from tests.test_zoo import MODELS as ZOO_SIDES  # noqa: E402
 from tests.test_zoo import _load as zoo_spec  # noqa: E402
 
@@ -51,6 +52,8 @@ layers:
 
 
 def _load(name: str) -> netspec.Spec:
+    if name in NESTED:
+        return netspec.loads(NESTED[name], source=f"{name.replace(' ', '_')}.yaml")
     if name in ZOO:
         return zoo_spec(name, ZOO_SIDES[name]) if name != "vgg16" else _vgg16()
     if name == "side_outputs":
@@ -90,9 +93,9 @@ def _exported(name: str, dtype: str, folder: Path):
     spec = _load(name)
     net = netspec.compile(spec, dtype=dtype, seed=2)
     _randomise_batchnorm(net)
-    code = folder / f"{name}_{dtype}.py"
+    code = folder / f"{name.replace(' ', '_')}_{dtype}.py"
     code.write_text(torch_source(spec), encoding="utf-8")
-    weights = write_safetensors(net.state_dict(), folder / f"{name}_{dtype}.safetensors")
+    weights = write_safetensors(net.state_dict(), code.with_suffix(".safetensors"))
     model = _import(code).Net()
     if dtype == "float64":
         model.double()  # first: loading into float32 parameters would round the weights
@@ -118,7 +121,7 @@ def _compare(spec, net, model, dtype: str, rtol: float, atol: float) -> None:
             np.testing.assert_allclose(mine, torchs, rtol=rtol, atol=atol, err_msg=ref)
 
 
-@pytest.mark.parametrize("name", [*EXAMPLES, "side_outputs"])
+@pytest.mark.parametrize("name", [*EXAMPLES, "side_outputs", *NESTED])
 def test_the_examples_compute_what_netspec_computes(name, folder):
     _compare(*_exported(name, "float32", folder), "float32", rtol=1e-4, atol=1e-5)
     _compare(*_exported(name, "float64", folder), "float64", rtol=1e-10, atol=1e-12)
@@ -130,8 +133,10 @@ def test_the_zoo_computes_what_netspec_computes(name, folder):
 
 
 def test_the_files_are_ruff_clean_and_import_only_torch(folder):
-    for name in [*EXAMPLES, "side_outputs", "resnet18"]:
-        (folder / f"lint_{name}.py").write_text(torch_source(_load(name)), encoding="utf-8")
+    for name in [*EXAMPLES, "side_outputs", "resnet18", *NESTED]:
+        (folder / f"lint_{name.replace(' ', '_')}.py").write_text(
+            torch_source(_load(name)), encoding="utf-8"
+        )
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     config = ("--config", str(ROOT / "pyproject.toml"))
     checked = subprocess.run([ruff, "check", *config, str(folder)], capture_output=True, text=True)

@@ -19,6 +19,7 @@ one call per top-level module. netspec never imports torch: this only writes tex
 from __future__ import annotations
 
 import keyword
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,14 @@ def torch_source(spec) -> str:
     forward = "\n".join(f"        {line}" for line in forward_lines(spec, tree))
     name = spec.name or "model"
     float64 = spec.input.dtype == "float64"
-    source = Path(spec.source_name).name
-    return f'''"""{name} ({source}) in PyTorch, written by `netspec export --format torch`.
+    about = textwrap.fill(
+        f"The spec: {Path(spec.source_name).name}. Net's state dict has netspec's names, "
+        "so the weights netspec exports load strictly:",
+        width=88,
+    )
+    return f'''"""{name}, in PyTorch (written by `netspec export --format torch`).
 
-Net's state dict has netspec's names, so the weights netspec exports load strictly:
+{about}
 
     model = Net(){".double()" if float64 else ""}
     model.load_state_dict(safetensors.torch.load_file("model.safetensors"), strict=True)

@@ -16,6 +16,7 @@ import keyword
 from netspec.export.torch_modules import Module, access
 from netspec.frontend.graph import INPUT
 
+ROOM = 100 - 8  # a line of forward's body, after its indentation
 _TAKEN = {"self", "torch", "nn", "x", *dir(builtins)}  # input: forward's argument
 
 
@@ -145,20 +146,33 @@ def _graph_lines(graph, tree: Module, calls: dict[str, str]) -> list[str]:
             path, source, last = whole[node.name]
             if node.name == last:
                 names[last] = _variable(path, taken)
-                lines.append(f"{names[last]} = {calls[path]}({names[source]})")
+                lines += _fitted(f"{names[last]} = {calls[path]}(", names[source], ")")
             continue
         args = [names[ref] for ref in node.inputs]
         target = names[node.name] = _variable(node.name, taken)
         kind = node.layer.type_name
         if kind == "Add":
-            lines.append(f"{target} = {' + '.join(args)}")
+            lines += _fitted(f"{target} = (", " + ".join(args), ")", parenthesised=False)
         elif kind == "Concat":
-            lines.append(f"{target} = torch.cat([{', '.join(args)}], dim={node.layer.dim})")
+            joined = f"[{', '.join(args)}], dim={node.layer.dim}"
+            lines += _fitted(f"{target} = torch.cat(", joined, ")")
         elif _has_indices(node.layer):
             indices = f"{node.name}.indices"
             names[indices] = _variable(indices, taken) if indices in used_refs else "_"
-            lines.append(f"{target}, {names[indices]} = {calls[node.name]}({args[0]})")
+            lines += _fitted(f"{target}, {names[indices]} = {calls[node.name]}(", args[0], ")")
         else:
-            lines.append(f"{target} = {calls[node.name]}({args[0]})")
+            lines += _fitted(f"{target} = {calls[node.name]}(", args[0], ")")
     returned = [names[ref] for ref in graph.outputs]
-    return [*lines, f"return {', '.join(returned)}"]
+    if len(returned) == 1 or len(f"return {', '.join(returned)}") <= ROOM:
+        return [*lines, f"return {', '.join(returned)}"]
+    return [*lines, "return (", *(f"    {name}," for name in returned), ")"]
+
+
+def _fitted(head: str, inner: str, tail: str, parenthesised: bool = True) -> list[str]:
+    """One statement on one line when it fits, else its bracket's contents on their own
+    line, as ruff format lays it out (`parenthesised=False`: the brackets are only there
+    to break the line, as around a long sum)."""
+    flat = f"{head}{inner}{tail}" if parenthesised else f"{head[:-1]}{inner}"
+    if len(flat) <= ROOM:
+        return [flat]
+    return [head, f"    {inner}", tail]
