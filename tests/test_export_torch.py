@@ -1,6 +1,6 @@
 """`netspec export --format torch` (issue 12): for every example and zoo spec the written file
 imports, its Net() takes netspec's exported safetensors with strict=True, and in eval mode
-computes what netspec computes (float32 rtol 1e-4; the examples in float64 too). The file is
+computes what netspec computes (float32 rtol 1e-4; the examples in float64, rtol 1e-12). The file is
 ruff-clean (check and format) and imports only torch.
 """
 
@@ -124,7 +124,7 @@ def _compare(spec, net, model, dtype: str, rtol: float, atol: float) -> None:
 @pytest.mark.parametrize("name", [*EXAMPLES, "side_outputs", *NESTED])
 def test_the_examples_compute_what_netspec_computes(name, folder):
     _compare(*_exported(name, "float32", folder), "float32", rtol=1e-4, atol=1e-5)
-    _compare(*_exported(name, "float64", folder), "float64", rtol=1e-10, atol=1e-12)
+    _compare(*_exported(name, "float64", folder), "float64", rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("name", ZOO)
