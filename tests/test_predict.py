@@ -182,11 +182,25 @@ def test_text_inputs_are_refused():
 
 
 @pytest.mark.parametrize("name", ["nope.npz", "w.safetensors"])
-def test_missing_or_safetensors_weights_are_refused(tiny, tmp_path, name):
+def test_missing_weights_are_refused(tiny, tmp_path, name):
     spec_path, _ = tiny
     text = error_of(spec_path, "-w", str(tmp_path / name), "--data", inputs(tmp_path))
-    expected = "checkpoint not found" if name == "nope.npz" else "needs netspec's export extra"
+    expected = "checkpoint not found" if name == "nope.npz" else "weights file not found"
     assert expected in text
+
+
+def test_the_checkpoints_weights_exported_as_safetensors_predict_the_same(tiny, tmp_path):
+    pytest.importorskip("safetensors")
+    spec_path, weights = tiny
+    exported = tmp_path / "w.safetensors"
+    result = run("export", spec_path, "-w", weights, "-f", "safetensors", "-o", str(exported))
+    assert result.exit_code == 0, result.output
+    x = read_inputs(inputs(tmp_path))
+    spec = netspec.load(spec_path)
+    from_checkpoint = predict(spec, weights, x, batch_size=8)
+    from_safetensors = predict(spec, exported, x, batch_size=8)
+    np.testing.assert_array_equal(from_safetensors.output, from_checkpoint.output)
+    np.testing.assert_array_equal(from_safetensors.label, from_checkpoint.label)
 
 
 def test_a_bad_data_file_and_a_bad_output_kind_are_one_line(tiny, tmp_path):

@@ -12,6 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -297,7 +298,8 @@ def _run_folder(name: str, out_dir: Path | None, resume: Path | None) -> tuple[P
 def eval_command(
     spec_path: SpecArg,
     weights: Annotated[
-        Path, typer.Option("--weights", "-w", help="Checkpoint (.npz) to evaluate.")
+        Path,
+        typer.Option("--weights", "-w", help="Checkpoint (.npz) or .safetensors to evaluate."),
     ],
     device: DeviceOpt = "cpu",
     batch_size: Annotated[
@@ -319,7 +321,8 @@ def eval_command(
 def predict_command(
     spec_path: SpecArg,
     weights: Annotated[
-        Path, typer.Option("--weights", "-w", help="Checkpoint (.npz) whose weights to use.")
+        Path,
+        typer.Option("--weights", "-w", help="Checkpoint (.npz) or .safetensors to use."),
     ],
     data: Annotated[Path, typer.Option("--data", help="The inputs: an .npz file.")],
     x_key: Annotated[str, typer.Option("--x-key", help="The inputs' array in it.")] = "x",
@@ -383,6 +386,58 @@ def draw(
 
     written = draw_graph(load_spec(spec_path), output)
     err.print(f"wrote {escape(str(written))}", highlight=False)
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    safetensors = "safetensors"
+    torch = "torch"
+
+
+@command("export")
+def export_command(
+    spec_path: SpecArg,
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="onnx, safetensors or torch (a .py).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The file: .onnx, .safetensors or .py.")
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Checkpoint (.npz) or .safetensors (torch: optional, saved beside the .py).",
+        ),
+    ] = None,
+) -> None:
+    """Write the network for other tools: ONNX, safetensors weights, or PyTorch code."""
+    from netspec.export.formats import NEEDS_WEIGHTS, SUFFIXES
+
+    suffix = SUFFIXES[fmt.value]
+    if output.suffix.lower() != suffix:
+        raise typer.BadParameter(
+            f"{output.name} must end in {suffix} for --format {fmt.value}",
+            param_hint="'--output'",
+        )
+    if weights is None and fmt.value in NEEDS_WEIGHTS:
+        raise typer.BadParameter(
+            f"--format {fmt.value} needs --weights W (a checkpoint or .safetensors)",
+            param_hint="'--weights'",
+        )
+    from netspec.export.formats import export_model
+    from netspec.training.weights import description_warning, read_weights
+
+    spec = load_spec(spec_path)
+    state = None
+    if weights is not None:
+        state, meta = read_weights(weights, spec)
+        warning = description_warning(meta, spec, weights)
+        if warning:
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for path in export_model(spec, fmt.value, output, state):
+        err.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

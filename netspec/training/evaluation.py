@@ -20,9 +20,9 @@ import numpy as np
 from netspec.data import iterate_batches
 from netspec.frontend.spec import TrainSpec
 from netspec.ops.backend import get_xp, to_numpy
-from netspec.training.checkpoint import check_fits, load_checkpoint
 from netspec.training.events import EvalResult
 from netspec.training.setup import RunSetup, meta_int, prepare
+from netspec.training.weights import description_warning, read_weights
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
@@ -33,19 +33,21 @@ _UNUSED_RNG = np.random.default_rng(0)  # iterate_batches wants one even without
 def evaluate(
     spec: Spec, weights: str | Path, *, device: str = "cpu", batch_size: int | None = None
 ) -> EvalResult:
-    """Loss, accuracy and confusion matrix of a checkpoint on the validation split.
+    """Loss, accuracy and confusion matrix of a checkpoint (or .safetensors weights) on
+    the validation split.
 
-    The split is the training run's: the seed comes from the checkpoint. Without a
-    validation split the training data is used (`split` says which). The batch size
-    defaults to the run's, so the loss matches the logged val_loss to the last digit.
+    The split is the training run's: the seed comes from the checkpoint (the spec's for
+    safetensors, which record no run). Without a validation split the training data is
+    used (`split` says which). The batch size defaults to the run's, so the loss matches
+    the logged val_loss to the last digit.
     """
     xp = get_xp(device)  # a missing CuPy is the first thing to say
-    path = Path(weights)
-    checkpoint = load_checkpoint(path, spec)  # names and shapes checked before any data
-    meta, train = checkpoint.meta, spec.train or TrainSpec()
+    state, recorded_meta = read_weights(weights, spec)  # names and shapes checked first
+    meta, train = recorded_meta or {}, spec.train or TrainSpec()
     setup = prepare(spec, device, meta_int(meta, "seed", train.seed), xp)
-    warning = check_fits(checkpoint, setup.net, path)
-    setup.net.load_state_dict(checkpoint.state)
+    warning = description_warning(recorded_meta, spec, weights)
+    setup.net.load_state_dict(state)
+    epoch = None if recorded_meta is None else int(meta.get("epoch", 0))
     data = setup.data
     if data.has_validation:
         x, y, split = data.x_val, data.y_val, "validation"
@@ -59,8 +61,8 @@ def evaluate(
         split=split,
         accuracy=correct / counted if correct is not None and counted else None,
         confusion=matrix,
-        checkpoint_epoch=checkpoint.epoch,
-        recorded=_recorded_metrics(meta, checkpoint.epoch),
+        checkpoint_epoch=epoch,
+        recorded=_recorded_metrics(meta, epoch),
         warnings=[warning] if warning else [],
     )
 

@@ -1,7 +1,7 @@
 """Predictions: a trained network's eval-mode outputs on new inputs, in batches.
 
     x = read_inputs("new.npz", "x")
-    prediction = predict(spec, "runs/digits/version_0/best.npz", x)
+    prediction = predict(spec, "runs/digits/version_0/best.npz", x)  # or a .safetensors
     prediction.output, prediction.probabilities, prediction.label
 
 Inputs are checked as training inputs are (data/checks.py: per-sample shape against the
@@ -27,8 +27,8 @@ from netspec.frontend.diagnostics import did_you_mean
 from netspec.memory import available_memory, format_bytes
 from netspec.network import compile as compile_network
 from netspec.ops.backend import get_xp, to_numpy
-from netspec.training.checkpoint import CheckpointError, check_fits, load_checkpoint
 from netspec.training.evaluation import first_output
+from netspec.training.weights import description_warning, read_weights
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
@@ -83,19 +83,13 @@ def read_inputs(path: str | Path, x_key: str = "x") -> np.ndarray:
 
 
 def load_weights(spec: Spec, weights: str | Path, device: str) -> tuple[Network, str | None]:
-    """The spec's network on `device` with the weights of a netspec checkpoint, in eval
-    mode, and a warning when they come from another network description."""
-    path = Path(weights)
-    if path.suffix.lower() == ".safetensors":
-        raise CheckpointError(
-            f"{path}: reading .safetensors weights needs netspec's export extra, "
-            "which this version does not have yet",
-            hint="pass a netspec checkpoint (.npz) written by training",
-        )
-    checkpoint = load_checkpoint(path, spec)  # names and shapes checked before any data
+    """The spec's network on `device` with the weights of a netspec checkpoint or a
+    .safetensors file, in eval mode, and a warning when a checkpoint comes from another
+    network description."""
+    state, meta = read_weights(weights, spec)  # names and shapes checked before any data
     net = compile_network(spec, device=device)
-    warning = check_fits(checkpoint, net, path)
-    net.load_state_dict(checkpoint.state)
+    warning = description_warning(meta, spec, weights)
+    net.load_state_dict(state)
     return net.eval(), warning
 
 
