@@ -151,6 +151,7 @@ def test_shapes_beyond_the_graph_limit_stay_eager():
 def test_a_refused_capture_leaves_the_step_eager_and_says_why(fail_on):
     step, runtime, *captured = run_captured(fail_on=fail_on)
     assert "cuBLAS" in step.failure and not step.graphs and step.replays == 0
+    assert step.optimizer._device is None  # eager steps take their scalars as numbers again
     assert_same_training(captured, run_eager())
 
 

@@ -97,11 +97,16 @@ class Optimizer(ABC):
         """This step's scalars that change from step to step, by the update's names."""
         return {"lr": self.lr}
 
-    def use_device_scalars(self) -> None:
-        """Pass the per-step scalars as 0-d device arrays from now on (for graph capture)."""
+    def use_device_scalars(self, on: bool = True) -> None:
+        """Pass the per-step scalars as 0-d device arrays from now on (for graph capture),
+        those of the step in progress too; off: as numbers again."""
         like = next(iter(self.params.values()), None)
-        if like is not None and self._device is None:
-            self._device = fused.DeviceScalars(like)
+        if like is None or on == (self._device is not None):
+            return
+        self._device = fused.DeviceScalars(like) if on else None
+        if self.steps:  # the step in progress (a captured update reads them from now on)
+            scalars = self.step_scalars()
+            self._scalars = scalars if self._device is None else self._device.put(scalars)
 
     @abstractmethod
     def _update(self, param: Any, grad: Any, state: dict[str, Any], scalars: dict) -> None:

@@ -159,6 +159,7 @@ class CapturedStep(EagerStep):
         except Exception as exc:  # CuPy's refusals come as several types
             self.failure = f"capture failed: {type(exc).__name__}: {exc}"
             net._contexts = {}  # half a captured forward: nothing that ran, nothing to keep
+            optimizer.use_device_scalars(False)
             return None
         finally:
             net.forward_calls = calls
