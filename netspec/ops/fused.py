@@ -140,6 +140,7 @@ def kernel(xp: Any, name: str) -> Callable[..., Any]:
 def _launch(formula: Formula, *arrays: Any, **scalars: Any) -> None:
     """Launch the variant for the arrays given (results land in the in-place arrays)."""
     given = dict(zip((p.name for p in formula.arrays()), arrays, strict=False))
+    given.update({p.name: scalars.pop(p.name) for p in formula.arrays() if p.name in scalars})
     present = frozenset(n for n in formula.optional() if given.get(n) is not None)
     first = arrays[0]
     compiled = cuda_kernel(formula, first.dtype.name, present)
