@@ -14,7 +14,7 @@
 #   tests.log   tests/test_cuda.py (CuPy against NumPy, fused kernels against their twins,
 #               captured steps against eager ones), test_fused.py, test_step_graph.py
 #   bench.txt   benchmarks/step.py --device cuda: lenet5, vgg_small at batch 64; resnet_tiny
-#               and the zoo's resnet18 at 64x64, batch 256; eager, then --capture
+#               and the zoo's resnet18 at 64x64, batch 256; unfused, fused, fused + --capture
 set -u
 cd "$(dirname "$0")/.."
 
@@ -45,7 +45,7 @@ export PYTHONUNBUFFERED=1
 numpy.__version__, 'torch', torch.__version__, 'cuda', cupy.cuda.runtime.runtimeGetVersion())"
 } >"$OUT/env.txt" 2>&1
 
-timeout 190 python3 -m pytest -q -p no:cacheprovider -rxXs tests/test_cuda.py \
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rxXs tests/test_cuda.py \
     tests/test_fused.py tests/test_step_graph.py >"$OUT/tests.log" 2>&1
 echo "tests exit $?" >>"$OUT/tests.log"
 
@@ -61,14 +61,22 @@ echo "train: {optimizer: {SGD: {lr: 0.1, momentum: 0.9}}}" >>"$SPECS64/resnet18_
 bench() {  # bench SECONDS ARGS...: one step.py run, its table appended to bench.txt
     local seconds=$1
     shift
-    echo "== step.py $*" >>"$OUT/bench.txt"
+    echo "== NETSPEC_FUSED=$NETSPEC_FUSED step.py $*" >>"$OUT/bench.txt"
     timeout "$seconds" python3 benchmarks/step.py --device cuda --rounds 4 "$@" \
         >>"$OUT/bench.txt" 2>&1
     echo "exit $?" >>"$OUT/bench.txt"
 }
-for mode in "" "--capture"; do
-    bench 60 $mode specs/lenet5.yaml specs/vgg_small.yaml
-    bench 80 $mode --batch-size 256 "$SPECS64/resnet_tiny_64.yaml" "$SPECS64/resnet18_64.yaml"
+# unfused (NETSPEC_FUSED=0: the optimizer and BatchNorm passes as separate CuPy kernels, time
+# only), fused, fused and captured
+for mode in "unfused" "" "--capture"; do
+    if [ "$mode" = "unfused" ]; then
+        export NETSPEC_FUSED=0
+        mode="--no-memory"
+    else
+        export NETSPEC_FUSED=1
+    fi
+    bench 45 $mode specs/lenet5.yaml specs/vgg_small.yaml
+    bench 65 $mode --batch-size 256 "$SPECS64/resnet_tiny_64.yaml" "$SPECS64/resnet18_64.yaml"
 done
 cat "$OUT/env.txt" "$OUT/bench.txt"
 tail -n 25 "$OUT/tests.log"

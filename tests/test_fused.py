@@ -269,3 +269,11 @@ def test_cupy_builds_each_kernel_with_the_twins_parameters(name, dtype):
         assert names == expected
         assert fused.cuda_kernel(formula, dtype, present) is compiled  # built once
         assert fused.cuda_preamble(dtype).startswith(f"typedef {fused._CTYPES[dtype]} real;")
+
+
+def test_the_switch_runs_the_twin_on_cupy_arrays_too(monkeypatch):
+    """NETSPEC_FUSED=0: the unfused baseline on a GPU is the twin itself (its CuPy passes)."""
+    sentinel = object()
+    assert fused.kernel(sentinel, "sgd") is not fused.FORMULAS["sgd"].twin
+    monkeypatch.setenv(fused.SWITCH, "0")
+    assert fused.kernel(sentinel, "sgd") is fused.FORMULAS["sgd"].twin

@@ -23,6 +23,7 @@ scalars; optional arrays (default None) select a variant of the kernel (SGD with
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -38,6 +39,7 @@ from netspec.ops.backend import array_module
 _REAL = "real"
 _CTYPES = {"float32": "float", "float64": "double"}
 _OPTIONS = ("--fmad=false",)
+SWITCH = "NETSPEC_FUSED"
 # The scalars passed as int64: flags (chosen by the host, fixed for a run) and plane sizes.
 INTS = frozenset(
     {"maximize", "decays", "decoupled", "first", "nesterov", "near_start", "scaled", "plane"}
@@ -130,9 +132,11 @@ FORMULAS: dict[str, Formula] = {
 
 def kernel(xp: Any, name: str) -> Callable[..., Any]:
     """The pass `name` for an array module: the NumPy twin, or a launcher of the fused CuPy
-    kernel that takes the twin's arguments."""
+    kernel that takes the twin's arguments. NETSPEC_FUSED=0 runs the twin on CuPy too (its
+    passes as separate CuPy kernels): the unfused baseline that the fused kernels are timed
+    against."""
     formula = FORMULAS[name]
-    if xp is np:
+    if xp is np or os.environ.get(SWITCH, "1") == "0":
         return formula.twin
     return partial(_launch, formula)
 
