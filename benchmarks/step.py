@@ -1,6 +1,7 @@
 """One training step (forward, loss, backward, update), netspec vs PyTorch, in one run.
 
     python benchmarks/step.py [--device cpu|cuda] [--batch-size 64] [--threads 2] [specs...]
+    python benchmarks/step.py --device cuda --capture    # netspec's step from CUDA graphs
 
 Time: both steps are built in this process and run in turns of several steps (see
 `interleaved`), so that load from other processes hits both alike; the table shows the
@@ -46,8 +47,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6, help="turns of each framework")
     parser.add_argument("--block", type=int, default=10, help="timed steps in a turn")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument(
+        "--capture", action="store_true", help="cuda: replay netspec's step from CUDA graphs"
+    )
     parser.add_argument("--memory-worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.capture and args.device != "cuda":
+        parser.error("--capture needs --device cuda")
+    return args
 
 
 def limit_threads(threads: int) -> None:
@@ -69,13 +76,24 @@ def batch(spec, batch_size: int):
     return x, y
 
 
-def netspec_step(spec, x, y, device):
+def netspec_step(spec, x, y, device, capture=False):
     import netspec
 
     net = netspec.compile(spec, device=device, dtype="float32", seed=0).train()
     loss = netspec.compile_loss(spec.loss, device=device, dtype="float32")
     opt = netspec.compile_optimizer(spec.train.optimizer, net)
     xs, ys = net.xp.asarray(x), net.xp.asarray(y)
+    if capture:  # the trainer's halves, replayed from CUDA graphs after a warm-up
+        from netspec.training.step_graph import CapturedStep, CupyGraphs
+
+        halves = CapturedStep(net, opt, CupyGraphs())
+
+        def step():
+            loss(halves.forward(xs), ys)
+            halves.update(loss.backward())
+
+        step.captured = halves  # the caller reports `failure`: why it stayed eager
+        return step, net.synchronize
 
     def step():
         opt.zero_grad()
@@ -166,7 +184,7 @@ def memory_worker(args: argparse.Namespace) -> None:
         set_torch_threads(args.threads)
         step, sync = torch_step(spec, x, y, args.device)
     else:
-        step, sync = netspec_step(spec, x, y, args.device)
+        step, sync = netspec_step(spec, x, y, args.device, args.capture)
     if args.device == "cuda":
         print(json.dumps({"mib": cuda_peak_mib(args.memory_worker, step, sync)}))
         return
@@ -209,12 +227,20 @@ def measure_memory(args: argparse.Namespace, spec_path: str, framework: str) -> 
         f"--batch-size={args.batch_size}",
         f"--threads={args.threads}",
         f"--memory-worker={framework}",
+        *(["--capture"] if args.capture else []),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(result.stdout.splitlines()[-1])["mib"]
 
 
 # -- the table -------------------------------------------------------------------------------
+def captured_note(captured) -> str:
+    """How a --capture run went: graphs replayed, or why the step stayed eager."""
+    if captured.failure is not None:
+        return f"eager, not captured ({captured.failure})"
+    return f"{len(captured.graphs)} shape(s) captured, {captured.replays} steps replayed"
+
+
 def describe_machine(threads: int) -> str:
     import numpy as np
     import torch
@@ -256,8 +282,14 @@ def main() -> None:
     for path in args.specs:
         spec = netspec.load(ROOT / path if not Path(path).is_absolute() else path)
         x, y = batch(spec, args.batch_size)
-        steps = [make(spec, x, y, args.device) for make in (netspec_step, torch_step)]
+        steps = [
+            netspec_step(spec, x, y, args.device, args.capture),
+            torch_step(spec, x, y, args.device),
+        ]
         ours, theirs = interleaved(steps, args.rounds, args.block)
+        captured = getattr(steps[0][0], "captured", None)
+        if captured is not None:
+            print(f"note: {Path(path).stem}: {captured_note(captured)}")
         row = f"{Path(path).stem:<20}{ours * 1e3:>11.2f}{theirs * 1e3:>10.2f}{ours / theirs:>7.2f}"
         if not args.no_memory:
             our_mib, their_mib = (measure_memory(args, path, f) for f in FRAMEWORKS)

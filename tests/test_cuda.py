@@ -184,3 +184,115 @@ def test_training_step_without_input_grad_on_cuda_equals_numpy(path):
         grads.append({k: to_numpy(v) for k, v in net.grads.items()})
     for key in grads[0]:
         np.testing.assert_allclose(grads[1][key], grads[0][key], rtol=1e-3, atol=1e-3, err_msg=key)
+
+
+# -- fused kernels (netspec.ops.fused) and the captured step (netspec.training.step_graph) ------
+FUSED_SCALARS = {
+    "sgd": dict(lr=0.1, momentum=0.9, keep=0.7, weight_decay=0.05),
+    "adam": dict(
+        weight_decay=0.1,
+        decay=0.999,
+        weight=0.1,
+        rest=0.9,
+        beta2=0.999,
+        rest2=0.001,
+        neg_step_size=-0.01,
+        bias_correction2_sqrt=0.3,
+        eps=1e-8,
+    ),  # fmt: skip
+    "rmsprop": dict(
+        lr=0.01,
+        neg_lr=-0.01,
+        alpha=0.9,
+        weight=0.1,
+        rest=0.9,
+        eps=1e-8,
+        momentum=0.9,
+        weight_decay=0.1,
+    ),  # fmt: skip
+    "channel_affine": dict(plane=5),
+    "norm_backward": dict(plane=5),
+    "dropout_mask": dict(keep=0.7, scale=1 / 0.7),
+    "bias_relu": dict(plane=5),
+    "relu_grad": {},
+}
+POSITIVE = {"exp_avg_sq", "max_exp_avg_sq", "square_avg"}
+
+
+def _fused_arrays(formula, present, dtype, rng):
+    arrays = {}
+    for p in formula.arrays():
+        if p.default is None and p.name not in present:
+            arrays[p.name] = None
+            continue
+        shape = (4,) if p.name in formula.raw else (3, 20)
+        value = rng.standard_normal(shape)
+        if p.name in POSITIVE:
+            value = np.abs(value) + 2.0
+        if formula.name == "dropout_mask":
+            value = rng.random(shape)
+        arrays[p.name] = value.astype(dtype)
+    return arrays
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("flags", [False, True])
+@pytest.mark.parametrize("name", sorted(FUSED_SCALARS))
+def test_each_fused_kernel_equals_its_numpy_twin(name, flags, dtype):
+    """Every variant, both values of every flag: the arrays it updates, after one call."""
+    import cupy
+
+    from netspec.ops import fused
+
+    formula = fused.FORMULAS[name]
+    optional = sorted(formula.optional())
+    for present in (frozenset(), frozenset(optional)):
+        arrays = _fused_arrays(formula, present, dtype, np.random.default_rng(0))
+        scalars = dict(FUSED_SCALARS[name])
+        scalars.update({s: flags for s in formula.scalars() if s in fused.INTS and s != "plane"})
+        host = {k: None if v is None else v.copy() for k, v in arrays.items()}
+        device = {k: None if v is None else cupy.asarray(v) for k, v in arrays.items()}
+        fused.kernel(np, name)(*host.values(), **scalars)
+        fused.kernel(cupy, name)(*device.values(), **scalars)
+        for key in formula.updates & {k for k, v in host.items() if v is not None}:
+            np.testing.assert_allclose(
+                to_numpy(device[key]), host[key], err_msg=f"{key} {present}", **TOL[dtype]
+            )
+
+
+@pytest.mark.parametrize("path", ["specs/vgg_small.yaml", "specs/resnet_tiny.yaml"])
+def test_captured_training_steps_equal_eager_ones_on_cuda(path):
+    """CUDA graphs (CuPy's stream capture) against eager CuPy: weights after a few steps,
+    with full batches and a partial one (5 replays). A capture CuPy refuses is reported as
+    an expected failure with CuPy's reason, not hidden. (lenet5 has Dropout: eager.)"""
+    from netspec.training.step_graph import CapturedStep, CupyGraphs, EagerStep
+
+    spec = netspec.load(path)
+    rng = np.random.default_rng(0)
+    classes = netspec.infer(spec).output_shapes[0][1]
+    batches = [
+        (rng.standard_normal((n, *spec.input.shape)).astype("float32"), rng.integers(0, classes, n))
+        for n in (16, 16, 16, 16, 16, 7, 16, 7, 16)
+    ]
+    results = []
+    for captured in (False, True):
+        net = netspec.compile(spec, device="cuda", seed=0).train()
+        loss = netspec.compile_loss(spec.loss, device="cuda")
+        optimizer = netspec.compile_optimizer(spec.train.optimizer, net)
+        step = (
+            CapturedStep(net, optimizer, CupyGraphs(), warmup=2)
+            if captured
+            else EagerStep(net, optimizer)
+        )
+        for x, y in batches:
+            value = loss(step.forward(net.xp.asarray(x)), y)
+            step.update(loss.backward())
+        results.append({k: to_numpy(v) for k, v in net.state_dict().items()})
+        if captured and step.failure is not None:
+            pytest.xfail(step.failure)
+        if captured:
+            assert step.replays == 5 and np.isfinite(float(value))
+    for key in results[0]:
+        np.testing.assert_allclose(
+            results[1][key], results[0][key], rtol=1e-4, atol=1e-5, err_msg=key
+        )

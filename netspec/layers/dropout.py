@@ -17,6 +17,7 @@ from netspec.lazy import lazy_import
 from netspec.types import Bool, Bounds, Float, Shape, ShapeError, format_shape
 
 backend = lazy_import("netspec.ops.backend")
+fused = lazy_import("netspec.ops.fused")
 
 
 def scaled_mask(rng: Any, shape: tuple[int, ...], dtype: Any, p: float) -> Any:
@@ -25,9 +26,10 @@ def scaled_mask(rng: Any, shape: tuple[int, ...], dtype: Any, p: float) -> Any:
     `rng` is a NumPy or CuPy Generator. p = 1 gives zeros (no 0 * inf = NaN).
     """
     mask = rng.random(shape, dtype=dtype)  # uniform on [0, 1)
-    backend.array_module(mask).less(mask, 1.0 - p, out=mask)  # 1 where kept, else 0, in place
-    if p < 1.0:
-        mask *= 1.0 / (1.0 - p)
+    scaled = p < 1.0  # in place: 1 / (1 - p) where kept, else 0
+    fused.kernel(backend.array_module(mask), "dropout_mask")(
+        mask, keep=1.0 - p, scale=1.0 / (1.0 - p) if scaled else 1.0, scaled=scaled
+    )
     return mask
 
 

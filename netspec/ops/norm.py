@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from netspec.ops import fused
 from netspec.ops.backend import array_module
 
 
@@ -65,9 +66,8 @@ def batch_norm(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, BatchSt
     y3 = y.reshape(n_, c, h * w)
     var = channel_dots(y3, y3) / n  # biased, from centred values: no cancellation
     inv_std = 1.0 / array_module(x).sqrt(var + eps)
-    y *= per_element(weight * inv_std if weight is not None else inv_std, h * w)
-    if bias is not None:
-        y += per_element(bias, h * w)
+    scale = weight * inv_std if weight is not None else inv_std
+    fused.kernel(array_module(x), "channel_affine")(y, scale, y, bias, plane=h * w)
     return y.reshape(x.shape), BatchStats(mean, var, inv_std, n)
 
 
@@ -93,10 +93,8 @@ def batch_norm_backward(g: Any, x: Any, weight: Any, batch: BatchStats | None) -
     sum_g_xhat = channel_dots(g3, dx.reshape(g3.shape)) * inv_std  # = dweight
     # dx = a * (g - xhat * sum_g_xhat / n - sum_g / n), with a = weight * inv_std
     a = weight * inv_std if weight is not None else inv_std
-    dx *= per_element(sum_g_xhat * inv_std * (-1.0 / n), h * w)
-    dx += g.reshape(dx.shape)
-    dx *= per_element(a, h * w)
-    dx -= per_element(a * sum_g * (1.0 / n), h * w)
+    k, m = sum_g_xhat * inv_std * (-1.0 / n), a * sum_g * (1.0 / n)
+    fused.kernel(array_module(x), "norm_backward")(dx, g.reshape(dx.shape), k, a, m, plane=h * w)
     return NormGrads(dx.reshape(x.shape), sum_g_xhat, sum_g)
 
 
@@ -110,8 +108,9 @@ def running_norm(x: Any, weight: Any, bias: Any, mean: Any, var: Any, eps: float
     shift = -mean * scale
     if bias is not None:
         shift += bias
-    y = x.reshape(n_, c * h * w) * per_element(scale, h * w)  # (N, C*H*W)
-    y += per_element(shift, h * w)
+    x2 = x.reshape(n_, c * h * w)
+    y = array_module(x).empty_like(x2)  # (N, C*H*W)
+    fused.kernel(array_module(x), "channel_affine")(x2, scale, y, shift, plane=h * w)
     return y.reshape(x.shape), inv_std, scale
 
 

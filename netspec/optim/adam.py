@@ -15,7 +15,8 @@ from netspec.optim.base import (
     Optimizer,
     OptimizerSpec,
     backend,
-    lerp_,
+    fused,
+    lerp_scalars,
 )
 from netspec.types import Bool, Bounds, Float
 
@@ -25,32 +26,37 @@ class AdamOptimizer(Optimizer):
 
     spec: Adam | AdamW
 
-    def _update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
-        spec, lr, xp = self.spec, self.lr, backend.array_module(param)
+    def step_scalars(self) -> dict[str, float]:
+        # Python floats, as torch computes them: bias corrections of the running averages.
+        spec, lr = self.spec, self.lr
         beta1, beta2 = spec.betas
-        if spec.maximize:
-            grad = -grad
-        if spec.weight_decay != 0:
-            if spec.decouples_weight_decay:
-                param *= 1 - lr * spec.weight_decay
-            else:
-                grad = grad + spec.weight_decay * param
+        return {
+            "decay": 1 - lr * spec.weight_decay,
+            "neg_step_size": -(lr / (1 - beta1**self.steps)),
+            "bias_correction2_sqrt": (1 - beta2**self.steps) ** 0.5,
+        }
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], scalars: dict) -> None:
+        spec, xp = self.spec, backend.array_module(param)
+        beta1, beta2 = spec.betas
         if not state:
             state.update({name: xp.zeros_like(param) for name in spec.state_buffers()})
-        exp_avg, second_moment = state["exp_avg"], state["exp_avg_sq"]
-        lerp_(exp_avg, grad, 1 - beta1)
-        second_moment *= beta2
-        second_moment += (1 - beta2) * grad * grad
-        if spec.amsgrad:
-            xp.maximum(state["max_exp_avg_sq"], second_moment, out=state["max_exp_avg_sq"])
-            second_moment = state["max_exp_avg_sq"]
-        # Python floats, as torch computes them: bias corrections of the running averages.
-        step_size = lr / (1 - beta1**self.steps)
-        bias_correction2_sqrt = (1 - beta2**self.steps) ** 0.5
-        denom = xp.sqrt(second_moment)
-        denom /= bias_correction2_sqrt
-        denom += spec.eps
-        param += (-step_size * exp_avg) / denom
+        fused.kernel(xp, "adam")(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            state.get("max_exp_avg_sq"),
+            weight_decay=spec.weight_decay,
+            **lerp_scalars(1 - beta1),
+            beta2=beta2,
+            rest2=1 - beta2,
+            eps=spec.eps,
+            maximize=spec.maximize,
+            decays=spec.weight_decay != 0,
+            decoupled=spec.decouples_weight_decay,
+            **scalars,
+        )
 
 
 class _AdamFamily(OptimizerSpec):

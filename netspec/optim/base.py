@@ -20,6 +20,7 @@ from netspec.types import Bounds, Float
 
 np = lazy_import("numpy")
 backend = lazy_import("netspec.ops.backend")
+fused = lazy_import("netspec.ops.fused")
 
 
 def _list_to_tuple(value: Any) -> Any:
@@ -58,6 +59,8 @@ class Optimizer(ABC):
         self.lr = spec.lr  # type: ignore[attr-defined]
         self.steps = 0
         self.state: dict[str, dict[str, Any]] = {name: {} for name in params}
+        self._device: Any = None  # DeviceScalars once use_device_scalars() was called
+        self._scalars: dict[str, Any] = {}
 
     @property
     def lr(self) -> float:
@@ -71,13 +74,43 @@ class Optimizer(ABC):
 
     def step(self) -> None:
         """One update of every parameter from its current gradient."""
+        self.prepare_step()
+        self.apply_step()
+
+    def prepare_step(self) -> None:
+        """The host's half of a step: count it and fix the scalars that change per step.
+
+        Split from `apply_step` for CUDA graphs (netspec.training.step_graph), which replay
+        the device half alone: with `use_device_scalars()`, the scalars are written to device
+        memory here and the captured kernels read them from there.
+        """
         self.steps += 1
+        scalars = self.step_scalars()
+        self._scalars = scalars if self._device is None else self._device.put(scalars)
+
+    def apply_step(self) -> None:
+        """The device's half: one fused update per parameter (netspec.ops.fused)."""
         for name, param in self.params.items():
-            self._update(param, self.grads[name], self.state[name])
+            self._update(param, self.grads[name], self.state[name], self._scalars)
+
+    def step_scalars(self) -> dict[str, float]:
+        """This step's scalars that change from step to step, by the update's names."""
+        return {"lr": self.lr}
+
+    def use_device_scalars(self, on: bool = True) -> None:
+        """Pass the per-step scalars as 0-d device arrays from now on (for graph capture),
+        those of the step in progress too; off: as numbers again."""
+        like = next(iter(self.params.values()), None)
+        if like is None or on == (self._device is not None):
+            return
+        self._device = fused.DeviceScalars(like) if on else None
+        if self.steps:  # the step in progress (a captured update reads them from now on)
+            scalars = self.step_scalars()
+            self._scalars = scalars if self._device is None else self._device.put(scalars)
 
     @abstractmethod
-    def _update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
-        """Update one parameter in place from its gradient and its state buffers."""
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], scalars: dict) -> None:
+        """Update one parameter in place from its gradient, state buffers and step scalars."""
 
     def zero_grad(self) -> None:
         """Fill every gradient with zeros, in place (torch's `set_to_none=False`)."""
@@ -155,12 +188,10 @@ def compile_optimizer(spec: OptimizerSpec, net: Any) -> Optimizer:
     return spec.runtime(spec, net.parameters(), net.grads)
 
 
-def lerp_(start: Any, end: Any, weight: float) -> None:
-    """start.lerp_(end, weight) with ATen's two formulas (the exact one for each half)."""
-    if abs(weight) < 0.5:
-        start += weight * (end - start)
-    else:
-        start[...] = end - (end - start) * (1 - weight)
+def lerp_scalars(weight: float) -> dict[str, Any]:
+    """The scalars of start.lerp_(end, weight) with ATen's two formulas (the exact one for
+    each half): which one (near_start), the weight and 1 - weight (fused.py's _lerp)."""
+    return {"weight": weight, "rest": 1 - weight, "near_start": abs(weight) < 0.5}
 
 
 def _check_same_shapes(params: dict[str, Any], grads: dict[str, Any]) -> None:

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 from pydantic import model_validator
 
 from netspec.errors import ArgError
-from netspec.optim.base import NonNegative, Optimizer, OptimizerSpec, backend, lerp_
+from netspec.optim.base import (
+    NonNegative,
+    Optimizer,
+    OptimizerSpec,
+    backend,
+    fused,
+    lerp_scalars,
+)
 from netspec.types import Bool, Float
 
 
@@ -17,30 +24,28 @@ class RMSpropOptimizer(Optimizer):
 
     spec: RMSprop
 
-    def _update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+    def step_scalars(self) -> dict[str, float]:
+        return {"lr": self.lr, "neg_lr": -self.lr}
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], scalars: dict) -> None:
         spec, xp = self.spec, backend.array_module(param)
-        if spec.maximize:
-            grad = -grad
-        if spec.weight_decay != 0:
-            grad = grad + spec.weight_decay * param
         if not state:
             state.update({name: xp.zeros_like(param) for name in spec.state_buffers()})
-        square_avg = state["square_avg"]
-        square_avg *= spec.alpha
-        square_avg += (1 - spec.alpha) * grad * grad
-        if spec.centered:  # the running mean's square out: an estimate of the variance
-            lerp_(state["grad_avg"], grad, 1 - spec.alpha)
-            avg = xp.sqrt(square_avg - state["grad_avg"] * state["grad_avg"])
-        else:
-            avg = xp.sqrt(square_avg)
-        avg += spec.eps  # after the square root, as torch (TensorFlow adds it before)
-        if spec.momentum > 0:
-            buffer = state["momentum_buffer"]
-            buffer *= spec.momentum
-            buffer += grad / avg
-            param -= self.lr * buffer
-        else:
-            param += (-self.lr * grad) / avg
+        fused.kernel(xp, "rmsprop")(
+            param,
+            grad,
+            state["square_avg"],
+            state.get("grad_avg"),
+            state.get("momentum_buffer"),
+            alpha=spec.alpha,
+            **lerp_scalars(1 - spec.alpha),
+            eps=spec.eps,
+            momentum=spec.momentum,
+            weight_decay=spec.weight_decay,
+            maximize=spec.maximize,
+            decays=spec.weight_decay != 0,
+            **scalars,
+        )
 
 
 class RMSprop(OptimizerSpec):

@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, model_validator
 
 from netspec.errors import ArgError
-from netspec.optim.base import FUSED_RULE, NonNegative, Optimizer, OptimizerSpec
+from netspec.optim.base import (
+    FUSED_RULE,
+    NonNegative,
+    Optimizer,
+    OptimizerSpec,
+    backend,
+    fused,
+)
 from netspec.types import Bool, Float
 
 
@@ -16,21 +23,25 @@ class SGDOptimizer(Optimizer):
 
     spec: SGD
 
-    def _update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], scalars: dict) -> None:
         spec = self.spec
-        if spec.maximize:
-            grad = -grad
-        if spec.weight_decay != 0:
-            grad = grad + spec.weight_decay * param
-        if spec.momentum != 0:
-            buffer = state.get("momentum_buffer")
-            if buffer is None:  # the first step starts the buffer at the gradient itself
-                buffer = state["momentum_buffer"] = grad.copy()
-            else:
-                buffer *= spec.momentum
-                buffer += (1 - spec.dampening) * grad
-            grad = grad + spec.momentum * buffer if spec.nesterov else buffer
-        param -= self.lr * grad
+        buffer, first = state.get("momentum_buffer"), False
+        if spec.momentum != 0 and buffer is None:  # the first step starts it at the gradient
+            buffer, first = backend.array_module(param).empty_like(param), True
+            state["momentum_buffer"] = buffer
+        fused.kernel(backend.array_module(param), "sgd")(
+            param,
+            grad,
+            buffer,
+            lr=scalars["lr"],
+            momentum=spec.momentum,
+            keep=1 - spec.dampening,
+            weight_decay=spec.weight_decay,
+            maximize=spec.maximize,
+            decays=spec.weight_decay != 0,
+            first=first,
+            nesterov=spec.nesterov,
+        )
 
 
 class SGD(OptimizerSpec):

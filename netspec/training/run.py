@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from netspec.training.interrupts import DeferredInterrupts
     from netspec.training.setup import RunSetup
     from netspec.training.state import RunState
+    from netspec.training.step_graph import EagerStep
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Run:
     callbacks: list[Callback]  # the trainer's own (the plot) first, then the caller's
     interrupts: DeferredInterrupts
     shuffle: bool
+    step: EagerStep  # the halves of a training step (step_graph.py: maybe CUDA graphs)
     last_path: Path | None = None
     best_path: Path | None = None
     start_step: int = 0  # the step this fit() started from (a resumed run's)
@@ -123,8 +125,7 @@ class Run:
         setup, pos, xp = self.setup, self.state.position, self.setup.xp
         self.consistent = False  # until the step's bookkeeping is done
         x, target = xp.asarray(xb), xp.asarray(yb)
-        self.optimizer.zero_grad()
-        out = setup.net(x)
+        out = self.step.forward(x)  # gradients zeroed, then the forward pass
         y = first_output(out)
         value = setup.loss(y, target)
         loss = loss_value(value)
@@ -132,8 +133,7 @@ class Run:
         mean_grad = None if value.ndim == 0 else xp.full(value.shape, 1 / value.size, value.dtype)
         grad = setup.loss.backward(mean_grad)
         grads = (grad, *[None] * (len(out) - 1)) if isinstance(out, tuple) else grad
-        setup.net.backward(grads, input_grad=False)  # nobody reads the data's gradient
-        self.optimizer.step()
+        self.step.update(grads)  # backward (nobody reads the data's gradient), optimizer step
         pos.loss_sum += loss * len(xb)
         pos.seen += len(xb)
         if setup.classification:

@@ -43,6 +43,7 @@ from netspec.training.run import Run
 from netspec.training.run_folder import claim_run_folder, remove_if_empty
 from netspec.training.setup import RunSetup, check_training_memory, prepare, train_settings
 from netspec.training.state import RunState, check_same_network, lr_warning
+from netspec.training.step_graph import training_step
 from netspec.wording import plural
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ class Trainer:
             callbacks=callbacks,
             interrupts=interrupts,
             shuffle=train.shuffle and spec.data.shuffle,  # type: ignore[union-attr]
+            step=training_step(setup.net, optimizer, self.device),
         )
 
     def _restore(self, checkpoint: Checkpoint, path: Path) -> None:
