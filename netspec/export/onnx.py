@@ -15,12 +15,18 @@ operators where they exist (Pad's wrap from 19, Gelu from 20), 17 composes them 
 plain ones (onnx_layers says how). Every node is named after its layer, so Netron shows the
 spec's names. `onnx.checker` (full check, with strict shape inference against the shapes
 netspec inferred, written as value_info) passes before the file is written.
+
+What differs from netspec's forward: the model computes in float32 whatever the spec's
+dtype; a NaN in a max pool's window propagates in PyTorch and netspec, but onnxruntime's
+MaxPool skips it unless it comes first (values and indices then differ); a BatchNorm2d
+without running statistics normalises a batch of one value per channel where netspec
+refuses it. An argument ONNX cannot express faithfully is refused, naming the layer.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +34,9 @@ from netspec.export.onnx_build import Builder, Call, OnnxExportError
 from netspec.frontend.graph import INPUT
 from netspec.layers import Concat, Flatten
 from netspec.version import __version__
+
+if TYPE_CHECKING:
+    from netspec.frontend.spec import Spec
 
 OPSETS = range(17, 22)  # written and tested; the runtime must read the one chosen
 BATCH = "N"
@@ -48,7 +57,7 @@ def _onnx() -> Any:
     return onnx
 
 
-def write_onnx(spec: Any, state: dict[str, Any], path: str | Path, *, opset: int = 17) -> Path:
+def write_onnx(spec: Spec, state: dict[str, Any], path: str | Path, *, opset: int = 17) -> Path:
     """Write the network of `spec` with the weights `state` (its state dict under PyTorch's
     names, NumPy arrays) to `path` as an ONNX model, checked by `onnx.checker` first.
 
@@ -73,7 +82,7 @@ def write_onnx(spec: Any, state: dict[str, Any], path: str | Path, *, opset: int
     return path
 
 
-def to_onnx(spec: Any, state: dict[str, Any], *, opset: int = 17) -> Any:
+def to_onnx(spec: Spec, state: dict[str, Any], *, opset: int = 17) -> Any:
     """The checked `onnx.ModelProto` that write_onnx writes."""
     onnx = _onnx()
     model = _build(onnx, spec, state, opset)
