@@ -256,6 +256,65 @@ def test_max_pool_indices_keep_pytorchs_first_maximum_on_ties(tmp_path):
             np.testing.assert_array_equal(actual, expected, err_msg=ref)
 
 
+def _random_layer(rng: np.random.Generator, name: str) -> str:
+    """One pool or convolution with arguments drawn across their ranges (negative pads and
+    'same' for the padding modes that take them, dilation, groups, ceil_mode...)."""
+    k = rng.integers(1, 5, 2).tolist()
+    s, d = rng.integers(1, 4, 2).tolist(), rng.integers(1, 3, 2).tolist()
+    p = [int(rng.integers(0, k[0] // 2 + 1)), int(rng.integers(0, k[1] // 2 + 1))]
+    ceil, flag = (str(v).lower() for v in rng.random(2) < 0.5)
+    kind = rng.choice(
+        ["MaxPool2d", "AvgPool2d", "AdaptiveMaxPool2d", "AdaptiveAvgPool2d", "Conv2d"]
+    )
+    head = f"type: {kind}, name: {name}, inputs: [input]"
+    if kind == "MaxPool2d":
+        return f"{{{head}, kernel_size: {k}, stride: {s}, padding: {p}, dilation: {d}, ceil_mode: {ceil}, return_indices: true}}"
+    if kind == "AvgPool2d":
+        divisor = rng.choice(["null", "3", "-2"])
+        return f"{{{head}, kernel_size: {k}, stride: {s}, padding: {p}, ceil_mode: {ceil}, count_include_pad: {flag}, divisor_override: {divisor}}}"
+    if kind.startswith("Adaptive"):
+        size = [rng.choice(["null", str(rng.integers(1, 12))]) for _ in range(2)]
+        indices = ", return_indices: true" if kind == "AdaptiveMaxPool2d" else ""
+        return f"{{{head}, output_size: [{', '.join(size)}]{indices}}}"
+    mode = rng.choice(["zeros", "reflect", "replicate", "circular"])
+    low = 0 if mode == "zeros" else -2
+    padding = "same" if flag == "true" else rng.integers(low, 4, 2).tolist()
+    stride = [1, 1] if flag == "true" else s
+    groups = int(rng.choice([1, 2, 4]))
+    return f"{{{head}, out_channels: {2 * groups}, kernel_size: {k}, stride: {stride}, padding: {padding}, dilation: {d}, groups: {groups}, padding_mode: {mode}}}"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_pool_and_convolution_arguments_run_as_in_netspec(seed, tmp_path):
+    """Sixty layers drawn at random, side by side on one input; those netspec refuses (or
+    that the export refuses: a window of padding only) are left out."""
+    rng = np.random.default_rng(seed)
+    shape = [4, *rng.integers(1, 10, 2).tolist()]
+    head = f"input: {{shape: {shape}}}\nlayers:\n"
+    layers, outputs = [], []
+    for k in range(60):
+        layer, name = _random_layer(rng, f"l{k}"), f"l{k}"
+        named = [name, f"{name}.indices"] if "return_indices" in layer else [name]
+        try:
+            spec = netspec.loads(f"{head}  - {layer}\noutputs: [{', '.join(named)}]\n")
+        except netspec.SpecError:
+            continue
+        try:
+            to_onnx(spec, _network(spec)[1])
+        except OnnxExportError as refused:
+            assert "entirely in the padding" in refused.message  # the one refusal expected
+            continue
+        layers.append(layer)
+        outputs += named
+    assert len(layers) >= 20
+    text = (
+        head + "".join(f"  - {layer}\n" for layer in layers) + f"outputs: [{', '.join(outputs)}]\n"
+    )
+    spec = netspec.loads(text)
+    net, _, path = _export(spec, tmp_path, opset=int(rng.choice(OPSETS)))
+    _assert_runs_as_netspec(spec, net, path)
+
+
 def _pad_modes(model) -> set[str]:
     return {
         attribute.s.decode()
@@ -278,6 +337,36 @@ def test_the_opsets_write_circular_padding_and_gelu_their_own_way():
     old, new = ({n.op_type for n in to_onnx(layers, state, opset=o).graph.node} for o in OPSETS)
     assert "Gelu" not in old and {"Erf", "Tanh"} <= old
     assert "Gelu" in new
+
+
+# Every argument of every layer, and what the export does with it: a layer that gains an
+# argument fails this test until the export (and the fixtures above) say how it maps.
+EXPORTED_ARGUMENTS = {
+    "Conv2d": "in_channels out_channels kernel_size stride padding dilation groups bias padding_mode",
+    "MaxPool2d": "kernel_size stride padding dilation return_indices ceil_mode",
+    "AvgPool2d": "kernel_size stride padding ceil_mode count_include_pad divisor_override",
+    "AdaptiveMaxPool2d": "output_size return_indices",
+    "AdaptiveAvgPool2d": "output_size",
+    "LeakyReLU": "negative_slope",
+    "GELU": "approximate",
+    "Softmax": "dim",
+    "BatchNorm2d": "num_features eps affine track_running_stats bias",
+    "Linear": "in_features out_features bias",
+    "Flatten": "start_dim end_dim",
+    "Concat": "dim",
+}
+# What eval mode never reads: placement, in-place hints, training-only settings.
+IGNORED_ARGUMENTS = {"device", "dtype", "inplace", "momentum", "p"}
+
+
+def test_every_layer_and_argument_has_an_onnx_mapping():
+    from netspec.export.onnx_layers import CONVERTERS
+    from netspec.layers import LAYERS
+
+    assert set(CONVERTERS) == set(LAYERS)
+    for layer in LAYERS:
+        arguments = set(layer.model_fields) - {"type", "name", "inputs"} - IGNORED_ARGUMENTS
+        assert arguments == set(EXPORTED_ARGUMENTS.get(layer.__name__, "").split()), layer
 
 
 # -- the file itself -----------------------------------------------------------------------------
