@@ -163,21 +163,24 @@ def onnx():
 
 # -- helpers ------------------------------------------------------------------------------------
 def _network(spec: netspec.Spec, seed: int = 0):
-    """The float32 network in eval mode, BatchNorm's statistics and affine moved off 0/1."""
+    """The float32 network in eval mode, BatchNorm's statistics and affine moved off 0/1,
+    and its state dict (live arrays: a VGG's weights are not copied)."""
     net = netspec.compile(spec, dtype="float32", seed=seed).eval()
     rng = np.random.default_rng(seed)
-    state = {k: np.array(v) for k, v in net.state_dict().items()}
+    state = net.state_dict()
     for node in spec.graph.nodes:
         if node.layer.type_name != "BatchNorm2d":
             continue
-        for key, low, high in (("weight", 0.5, 1.5), ("running_var", 0.5, 2.0)):
+        for key, draw, low, high in (
+            ("weight", rng.uniform, 0.5, 1.5),
+            ("running_var", rng.uniform, 0.5, 2.0),
+            ("bias", rng.normal, 0.0, 0.3),
+            ("running_mean", rng.normal, 0.0, 0.3),
+        ):
             if f"{node.name}.{key}" in state:
-                state[f"{node.name}.{key}"] = rng.uniform(low, high, node.layer.num_features)
-        for key in ("bias", "running_mean"):
-            if f"{node.name}.{key}" in state:
-                state[f"{node.name}.{key}"] = rng.normal(0.0, 0.3, node.layer.num_features)
+                state[f"{node.name}.{key}"] = draw(low, high, node.layer.num_features)
     net.load_state_dict(state)
-    return net, {k: np.array(v) for k, v in net.state_dict().items()}
+    return net, net.state_dict()
 
 
 def _export(spec: netspec.Spec, tmp_path: Path, opset: int = 17):

@@ -72,6 +72,7 @@ def write_onnx(spec: Spec, state: dict[str, Any], path: str | Path, *, opset: in
             f"cannot export '{spec.name}' to ONNX: its weights pass the 2 GiB a single "
             "ONNX file holds"
         ) from None
+    del model  # the bytes are all that is needed from here: one copy of the weights less
     _check(onnx, data)
     path = Path(path)
     try:
