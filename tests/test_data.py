@@ -564,6 +564,13 @@ def test_loader_argument_errors():
     raises("data dtype must be a float type, received int32", SyntheticData(), dtype="int32")
 
 
+def test_a_plugin_dtype_is_refused_as_without_the_plugin():
+    """onnx loads ml_dtypes, which registers bfloat16 with NumPy: the loader's answer must
+    not depend on whether some other library was imported first."""
+    pytest.importorskip("ml_dtypes")
+    raises("dtype 'bfloat16' is not supported by NumPy", SyntheticData(), dtype="bfloat16")
+
+
 # -- batching -----------------------------------------------------------------------------
 def make_xy(n: int = 100) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(n * 2, dtype=np.float32).reshape(n, 2), np.arange(n)

@@ -98,6 +98,10 @@ def _float_dtype(dtype: Any) -> np.dtype:
     try:
         resolved = np.dtype(dtype)
     except TypeError:
+        resolved = None
+    # kind "V": a type a plugin registered (ml_dtypes' bfloat16, loaded by onnx), which
+    # NumPy's own arithmetic does not have: the same answer whether or not it is loaded.
+    if resolved is None or resolved.kind == "V":
         raise DataError(f"dtype {dtype!r} is not supported by NumPy") from None
     if resolved.kind != "f":
         raise DataError(f"data dtype must be a float type, received {resolved}")
