@@ -102,7 +102,8 @@ def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | N
     for key, (kinds, what) in _ENTRY_SECTIONS.items():
         _normalize_section(data, key, kinds, what, origins, collector)
     if entries is not None:
-        data["layers"] = [Identity()]  # stands in while the other sections are validated
+        # Stands in while the other sections are validated (constructed: nothing to build).
+        data["layers"] = [Identity.model_construct()]
     try:
         sections = Spec.model_validate(data)
     except ValidationError as exc:
