@@ -4,16 +4,19 @@
 
 Each command runs `--runs` times in a fresh process (after warm-up runs that also write the
 bytecode caches a first run would), in turns, so that load from other processes hits them
-alike; the table shows the minimum (what the machine can do) and the median (what a user
-meets on it). The floors: the interpreter alone, NumPy's import (which `check` must not
-pay), and the libraries a check cannot do without (typer, rich's table, PyYAML, and pydantic
-with one validator built: the first build imports its schema machinery).
+alike. The table shows the minimum wall time (what the machine can do), the median (what a
+user meets on it) and the least CPU time (user + system, less moved by other processes).
+
+The floors: the interpreter alone, NumPy's import (which `check` must not pay), and the
+libraries a check cannot do without (typer, rich's table, PyYAML, and pydantic with one
+validator built: the first build imports its schema machinery).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,10 +54,14 @@ def commands(spec: str) -> dict[str, list[str]]:
     }
 
 
-def wall_time(argv: list[str], env: dict[str, str]) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time of one run, and the CPU time (user + system) the process used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -64,17 +71,21 @@ def main() -> None:
     runs = commands(args.spec)
     for argv in runs.values():
         for _ in range(args.warmup):
-            wall_time(argv, env)
-    times: dict[str, list[float]] = {name: [] for name in runs}
+            timed(argv, env)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(args.runs):
         for name, argv in runs.items():
-            times[name].append(wall_time(argv, env))
-    print(f"{args.runs} runs of each, in turns; wall time from process start to exit\n")
-    print("| command | min (ms) | median (ms) |")
-    print("|---|---|---|")
-    for name, samples in times.items():
-        low, middle = 1e3 * min(samples), 1e3 * statistics.median(samples)
-        print(f"| `{name}` | {low:.0f} | {middle:.0f} |")
+            samples[name].append(timed(argv, env))
+    print(f"{args.runs} runs of each, in turns (ms; CPU: user + system of the process)\n")
+    print("| command | wall min | wall median | CPU min |")
+    print("|---|---:|---:|---:|")
+    for name, runs_of_it in samples.items():
+        wall = [w for w, _ in runs_of_it]
+        cpu = min(c for _, c in runs_of_it)
+        print(
+            f"| `{name}` | {1e3 * min(wall):.0f} | {1e3 * statistics.median(wall):.0f} "
+            f"| {1e3 * cpu:.0f} |"
+        )
 
 
 if __name__ == "__main__":
