@@ -1,6 +1,6 @@
 """The base of every schema, and what keeps schemas cheap until they are used.
 
-A spec names a handful of the sixty schemas (layers, losses, optimizers, schedules, data
+A spec names a handful of the fifty-odd schemas (layers, losses, optimizers, schedules, data
 sources, the spec's sections), and `netspec check` should pay for those alone:
 - `Schema` defers building its validator to first use (pydantic's `defer_build`);
 - `Dispatch` validates a tagged union with the one class the tag names, so the union's
@@ -58,6 +58,7 @@ class Schema(BaseModel):
 # where its class statement is; the classes whose fields have their descriptions.
 _WHERE: dict[type[Schema], tuple[str, int] | None] = {}
 _DESCRIBED: set[type[Schema]] = set()
+_DOCS: dict[type, dict[str, str]] = {}  # the docstrings read, by the class that declares them
 _stale = False  # a class was built before its descriptions: its validator's schema lacks them
 
 
@@ -151,6 +152,12 @@ def _class_statement(cls: type, frame: FrameType | None) -> tuple[str, int] | No
 def _docstrings(cls: type) -> dict[str, str]:
     """The docstrings of the names `cls` annotates, as `use_attribute_docstrings` reads them:
     a string statement right after an annotated name in the class body."""
+    if cls not in _DOCS:
+        _DOCS[cls] = _read_docstrings(cls)
+    return _DOCS[cls]
+
+
+def _read_docstrings(cls: type) -> dict[str, str]:
     where = _WHERE.get(cls)
     node = _class_node(*where) if where else None
     if node is None or node.name != cls.__name__:
