@@ -2,7 +2,8 @@
 
 Strict types mirror PyTorch's constructor signatures (`Int`, `IntPair` for `_size_2_t`,
 ...), `Bounds` copies a validator's rule into the JSON Schema, and a Shape includes the
-batch dimension, which is `None` while symbolic. Imports nothing of netspec's but errors.
+batch dimension, which is `None` while symbolic. Imports nothing of netspec's but errors
+and schema (the Schema base).
 """
 
 from __future__ import annotations
@@ -13,19 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, WithJsonSchema
+from pydantic import BeforeValidator, Field, Strict, WithJsonSchema
 
 from netspec.errors import ShapeError
+from netspec.schema import Schema as Schema  # where every schema module imports it from
 
 Shape = tuple[int | None, ...]
-
-
-class Schema(BaseModel):
-    """Base of every schema a spec is validated with (layers, losses, optimizers, schedules,
-    data sources, the spec's sections): unknown keys are refused, values are frozen, and a
-    field's docstring is its description (in the JSON Schema too)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 # -- argument types ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "netspec"
 # In the order data flows. A module may import its own stage and those above it.
 STAGES = [
     # neutral: nothing of ours but these
-    ("errors", "types", "lazy", "memory", "version", "wording"),
+    ("errors", "schema", "types", "lazy", "memory", "version", "wording"),
     ("ops",),  # NumPy/CuPy numerics
     ("layers",),  # the vocabulary: schema, shape rule and runtime of each entry
     ("losses",),

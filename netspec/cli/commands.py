@@ -29,7 +29,6 @@ from netspec.cli.exits import (
 )
 from netspec.errors import Diagnostic, SpecError
 from netspec.frontend.json_schema import SCHEMA_PATH
-from netspec.frontend.source import read_text
 from netspec.version import __version__
 
 app = typer.Typer(
@@ -66,6 +65,8 @@ SpecArg = Annotated[
 
 
 def _source_text(path: Path) -> str | None:
+    from netspec.frontend.source import read_text
+
     try:
         return read_text(path)
     except SpecError:

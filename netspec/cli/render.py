@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from netspec.errors import Diagnostic
 from netspec.frontend.shape_report import Row, ShapeReport
-from netspec.training.bench import BenchResult
 from netspec.types import Shape, format_shape
 from netspec.wording import plural
+
+if TYPE_CHECKING:  # the runtime, NumPy included: `netspec check` renders without loading it
+    from netspec.training.bench import BenchResult
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow"}
 

@@ -101,7 +101,7 @@ class DataSource(Schema, ABC):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         """Register a class that names its source (`source: Literal[...] = ...`)."""
         super().__pydantic_init_subclass__(**kwargs)
-        field = cls.model_fields.get("source")
+        field = cls.__pydantic_fields__.get("source")  # model_fields would read docstrings
         if field is None:
             return
         known = SOURCES.get(field.default)

@@ -23,8 +23,6 @@ from typing import Any
 
 from netspec.frontend import json_schema_entries as entries
 from netspec.frontend.json_schema_entries import prepare_kind
-from netspec.frontend.json_schema_nesting import layer_schemas
-from netspec.types import SCHEMA_BOUNDS
 
 SCHEMA_PATH = "schemas/netspec.schema.json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -33,6 +31,8 @@ _ARRAY_KEYWORDS = ("minItems", "maxItems")
 
 
 def spec_schema() -> dict[str, Any]:
+    # Here, not at the top: the CLI reads SCHEMA_PATH, and `netspec --help` loads no schema.
+    from netspec.frontend.json_schema_nesting import layer_schemas
     from netspec.frontend.spec import Spec
     from netspec.layers import LAYERS
     from netspec.losses import LOSSES
@@ -114,6 +114,7 @@ def _walk(node: Any, visit) -> None:
 
 def _apply_bounds(schema: dict) -> None:
     """`Bounds(...)` on a field: its keywords go onto every number / list inside the field."""
+    from netspec.types import SCHEMA_BOUNDS
 
     def visit(node: dict) -> None:
         bounds = node.pop(SCHEMA_BOUNDS, None)

@@ -8,9 +8,9 @@ collected and raised together as one SpecError.
 from __future__ import annotations
 
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from netspec.frontend.blocks import read_blocks
 from netspec.frontend.diagnostics import Collector
@@ -19,9 +19,9 @@ from netspec.frontend.graph import Entry, Graph, build_graph, infer_shapes
 from netspec.frontend.lint import lint
 from netspec.frontend.normalize import Origin, normalize_entry
 from netspec.frontend.source import Path, Source, parse, read_text
-from netspec.frontend.spec import Spec
+from netspec.frontend.spec import LayerEntry, Spec
 from netspec.frontend.validate import report_validation_error
-from netspec.layers import LAYER_TYPES, AnyLayer, Identity
+from netspec.layers import LAYER_TYPES, Identity
 from netspec.losses import LOSS_TYPES
 from netspec.optim import OPTIMIZER_TYPES
 from netspec.optim.lr_scheduler import SCHEDULE_TYPES
@@ -34,7 +34,7 @@ _ENTRY_SECTIONS: dict[str, tuple[dict[str, Any], str]] = {
     "lr_schedule": (SCHEDULE_TYPES, "schedule"),
 }
 KINDS: dict[str, Any] = {**LAYER_TYPES, **LOSS_TYPES, **OPTIMIZER_TYPES, **SCHEDULE_TYPES}
-_layer_adapter: TypeAdapter = TypeAdapter(AnyLayer)
+_LAYER = get_args(LayerEntry)[1]  # validates a layer with its own class (schema.Dispatch)
 _OPTIONAL_SECTIONS = {"name", "outputs", "loss", "train", "data"}
 
 
@@ -102,7 +102,8 @@ def _validate(src: Source, collector: Collector) -> tuple[Spec, list[Entry]] | N
     for key, (kinds, what) in _ENTRY_SECTIONS.items():
         _normalize_section(data, key, kinds, what, origins, collector)
     if entries is not None:
-        data["layers"] = [Identity()]  # stands in while the other sections are validated
+        # Stands in while the other sections are validated (constructed: nothing to build).
+        data["layers"] = [Identity.model_construct()]
     try:
         sections = Spec.model_validate(data)
     except ValidationError as exc:
@@ -150,7 +151,7 @@ def _validate_layers(
             continue
         _check_name(entry.get("name"), origin, collector)
         try:
-            entries.append(Entry(_layer_adapter.validate_python(entry)))
+            entries.append(Entry(_LAYER.validate(entry)))
         except ValidationError as exc:
             report_validation_error(exc, entry, origin.base, origins, collector, None, KINDS)
             name = entry.get("name")  # so that layers reading it are still checked

@@ -31,7 +31,15 @@ from netspec.layers import AnyLayer
 from netspec.losses import AnyLoss
 from netspec.optim import Adam, AnyOptimizer
 from netspec.optim.lr_scheduler import AnySchedule
+from netspec.schema import dispatched
 from netspec.types import Bool, Float, LayerRef, NonNegativeInt, PositiveInt, Schema
+
+# Each entry is validated by the class its `type` (data: `source`) names: see schema.Dispatch.
+LayerEntry = dispatched(AnyLayer)
+LossEntry = dispatched(AnyLoss)
+OptimizerEntry = dispatched(AnyOptimizer)
+ScheduleEntry = dispatched(AnySchedule)
+DataEntry = dispatched(AnyData)
 
 # The model's name labels reports and run folders (`runs/<name>`): a layer name's rule plus '-'.
 SPEC_NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
@@ -94,9 +102,9 @@ class TrainSpec(_Section):
     """Passes over the training data."""
     batch_size: PositiveInt = 64
     """Samples per step; the last partial batch is kept."""
-    optimizer: AnyOptimizer = Field(default_factory=Adam)
+    optimizer: OptimizerEntry = Field(default_factory=Adam)
     """SGD, Adam, AdamW or RMSprop with torch.optim's arguments."""
-    lr_schedule: AnySchedule | None = None
+    lr_schedule: ScheduleEntry | None = None
     """A torch.optim.lr_scheduler, stepped once per epoch."""
     early_stopping: EarlyStopping | None = None
     """Stop early when a metric stalls."""
@@ -113,15 +121,15 @@ class Spec(_Section):
     """Name of the model (used in reports and checkpoints)."""
     input: InputSpec
     """Shape of one input sample."""
-    layers: Annotated[list[AnyLayer], Field(min_length=1)]
+    layers: Annotated[list[LayerEntry], Field(min_length=1)]
     """Layers in order; each may name its `inputs` to build a graph."""
     outputs: Annotated[list[LayerRef], Field(min_length=1)] | None = None
     """Layer names whose values the network returns; default: the last layer."""
-    loss: AnyLoss | None = None
+    loss: LossEntry | None = None
     """Loss for training and evaluation."""
     train: TrainSpec | None = None
     """Training settings."""
-    data: AnyData | None = None
+    data: DataEntry | None = None
     """Where training and validation data come from."""
 
     _source: Source | None = PrivateAttr(default=None)

@@ -43,7 +43,7 @@ LAYERS: tuple[type[Layer], ...] = (
     Add,
     Concat,
 )
-LAYER_TYPES: dict[str, type[Layer]] = {cls.model_fields["type"].default: cls for cls in LAYERS}
+LAYER_TYPES: dict[str, type[Layer]] = {c.__pydantic_fields__["type"].default: c for c in LAYERS}
 AnyLayer = Annotated[Union[LAYERS], Field(discriminator="type")]  # noqa: UP007
 
 __all__ = ["LAYERS", "LAYER_TYPES", "AnyLayer", "Layer", *LAYER_TYPES]

@@ -22,7 +22,7 @@ from netspec.losses.cross_entropy import CrossEntropyLoss
 from netspec.losses.regression import L1Loss, MSELoss
 
 LOSSES: tuple[type[Loss], ...] = (L1Loss, MSELoss, CrossEntropyLoss)
-LOSS_TYPES: dict[str, type[Loss]] = {cls.model_fields["type"].default: cls for cls in LOSSES}
+LOSS_TYPES: dict[str, type[Loss]] = {c.__pydantic_fields__["type"].default: c for c in LOSSES}
 AnyLoss = Annotated[Union[LOSSES], Field(discriminator="type")]  # noqa: UP007
 
 __all__ = [

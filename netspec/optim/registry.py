@@ -25,7 +25,8 @@ class Registry(Generic[Schema]):
     def add(self, cls: type[Schema]) -> None:
         """Enter `cls` under its `type` default; a class without one (a base shared by a
         family, like Adam's and AdamW's) is no entry and is skipped."""
-        name = cls.model_fields["type"].default if "type" in cls.model_fields else None
+        fields = cls.__pydantic_fields__  # not model_fields: that reads the docstrings
+        name = fields["type"].default if "type" in fields else None
         if not isinstance(name, str):
             return
         if name in self.types:
