@@ -80,9 +80,9 @@ def description_warning(meta: dict | None, spec: Spec, path: str | Path) -> str 
 
 def read_safetensors(path: Path, spec: Spec) -> dict[str, np.ndarray]:
     """The tensors of a .safetensors file, checked against the spec's state dict first."""
-    safe_open, safetensor_error = _safetensors()
-    if not path.is_file():
+    if not path.is_file():  # the first thing to say, with or without the package
         raise WeightsError(f"weights file not found: {path}")
+    safe_open, safetensor_error = _safetensors()
     dtype = resolve_dtype(spec.input.dtype)
     try:
         with safe_open(str(path), framework="np") as file:
