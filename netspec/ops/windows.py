@@ -110,6 +110,10 @@ def separable_max(x: Any, taps_w: Any, taps_h: Any, first_w: Any = 0, first_h: A
 def max_windows(x: Any, ah: WindowAxis, aw: WindowAxis) -> tuple[Any, Any]:
     """MaxPool2d forward: values and the window tap (i·kw + j) of each maximum."""
     xp = array_module(x)
+    if _inner_tiles(ah) and _inner_tiles(aw):
+        y, tap = _max_first([tap for row in tap_views(ah, x, -2) for tap in tap_views(aw, row, -1)])
+        if bool((y > -math.inf).all()):  # else a NaN or an all −inf window: PyTorch's loop
+            return y, tap
     padded = pad2d(x, (*ah.pads, *aw.pads), value=-math.inf)[..., : ah.extent, : aw.extent]
     y, row, col = separable_max(
         padded,
@@ -119,6 +123,11 @@ def max_windows(x: Any, ah: WindowAxis, aw: WindowAxis) -> tuple[Any, Any]:
         xp.asarray(first_inside(ah)[:, None]),
     )
     return y, row * aw.kernel + col  # (N, C, oh, ow) both
+
+
+def _inner_tiles(axis: WindowAxis) -> bool:
+    """Windows that tile the axis without padding and stay inside it (2x2, stride 2)."""
+    return axis.tiles and axis.pad == 0 and axis.extent <= axis.size
 
 
 def max_windows_backward(

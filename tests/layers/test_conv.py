@@ -439,6 +439,7 @@ ROUTE_CASES = [
     case(6, 3, (2, 3), (5, 6, 6, 7), groups=3, padding="same", padding_mode="circular"),
     case(1, 3, 3, (5, 1, 6, 6), padding=1),  # channel-major columns
     case(3, 3, 3, (5, 3, 7, 6), stride=(1, 2), groups=3, padding=(0, 2)),  # depthwise
+    case(4, 12, 3, (1, 4, 4, 3), padding=(0, 1), groups=2),  # 6 pixels < 12 outputs: channel-major
 ]
 
 

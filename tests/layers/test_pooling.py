@@ -460,6 +460,29 @@ def test_ties_nan_and_inf_follow_torch():
         checked += 1
 
 
+@pytest.mark.parametrize("kernel", [2, 3, (2, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tiling_windows_pick_as_torch(kernel, channels_last):
+    """Windows that tile the plane (stride = kernel, no padding) take the max over all
+    their taps at once: ties, NaN and −inf windows still pick as PyTorch's loop."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        x = rng.integers(-2, 3, (2, 3, 7, 8)).astype(np.float64)
+        x[rng.random(x.shape) < (0.0, 0.1)[trial % 2]] = np.nan
+        x[rng.random(x.shape) < (0.0, 0.4, 0.9)[trial % 3]] = -np.inf
+        if channels_last:
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        layer, module = build("MaxPool2d", kernel_size=kernel, return_indices=True)
+        tx = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
+        ty, expected_indices = module(tx)
+        g = rng.standard_normal(ty.shape)
+        ty.backward(torch.from_numpy(g))
+        y, gx, indices = forward_backward(layer, x, g)
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        np.testing.assert_array_equal(indices, expected_indices.numpy())
+        np.testing.assert_array_equal(gx, tx.grad.numpy())
+
+
 def test_window_wholly_in_padding_gives_minus_inf_and_no_gradient():
     layer = MaxPool2d(kernel_size=(1, 2), padding=(0, 1), dilation=2, return_indices=True)
     x = np.ones((1, 1, 2, 1))
