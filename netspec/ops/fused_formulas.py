@@ -12,9 +12,17 @@ from typing import Any
 
 from netspec.ops.backend import array_module
 
-_INF = float("inf")
-# The per-channel index of element i in an (N, C*plane) array, C = the vector's size.
+# The per-channel index of element i, C = the vector's size: channels run `plane` elements
+# at a time, (N, C*plane) in NCHW order and plane 1 in channels-last order.
 _CHANNEL = "const ptrdiff_t c = (i / plane) % {vector}.size();\n"
+
+
+def _along_rows(v: Any, plane: int, row: int) -> Any:
+    """A per-channel vector as _CHANNEL reads it along a row of `row` elements (each row
+    starting at channel 0): each value `plane` times, that run tiled to fill the row."""
+    xp = array_module(v)
+    run = xp.repeat(v, plane) if plane > 1 else v
+    return xp.tile(run, row // run.size) if row > run.size else run
 
 
 def _lerp(start: Any, end: Any, weight: Any, rest: Any, near_start: bool) -> None:
@@ -165,11 +173,11 @@ def rmsprop_body(present: frozenset[str]) -> str:
 
 # -- BatchNorm ------------------------------------------------------------------------------
 def channel_affine(x, scale, out, shift=None, *, plane):
-    """out = x * scale[c] (+ shift[c]) over (N, C*plane) arrays; out may be x itself."""
-    xp = array_module(x)
-    xp.multiply(x, xp.repeat(scale, plane), out=out)
+    """out = x * scale[c] (+ shift[c]) over 2-D arrays; out may be x itself."""
+    row = x.shape[-1]
+    array_module(x).multiply(x, _along_rows(scale, plane, row), out=out)
     if shift is not None:
-        out += xp.repeat(shift, plane)
+        out += _along_rows(shift, plane, row)
     return out
 
 
@@ -182,11 +190,11 @@ def norm_backward(dx, g, k, a, m, *, plane):
     """BatchNorm's input gradient from the centred input dx (in place), per channel:
     dx = ((dx * k + g) * a) - m, with k = -sum(g * xhat) * inv_std / n, a = weight * inv_std
     and m = a * sum(g) / n."""
-    xp = array_module(dx)
-    dx *= xp.repeat(k, plane)
+    row = dx.shape[-1]
+    dx *= _along_rows(k, plane, row)
     dx += g
-    dx *= xp.repeat(a, plane)
-    dx -= xp.repeat(m, plane)
+    dx *= _along_rows(a, plane, row)
+    dx -= _along_rows(m, plane, row)
     return dx
 
 
@@ -206,20 +214,6 @@ def dropout_mask(mask, *, keep, scale, scaled):
 
 def dropout_body(present: frozenset[str]) -> str:
     return "mask = mask < keep ? (scaled ? scale : (real)1) : (real)0;\n"
-
-
-def bias_relu(y, bias, *, plane):
-    """y = max(y + bias[c], 0) in place, over (N, C*plane); NaN stays NaN (as clip)."""
-    xp = array_module(y)
-    y += xp.repeat(bias, plane)
-    xp.clip(y, 0, _INF, out=y)
-    return y
-
-
-def bias_relu_body(present: frozenset[str]) -> str:
-    return (
-        _CHANNEL.format(vector="bias") + "const real v = y + bias[c];\ny = v < 0 ? (real)0 : v;\n"
-    )
 
 
 def relu_grad(g, x, out):

@@ -6,16 +6,23 @@ than `mean(axis=(0, 2, 3))`, and every full-size array is allocated once and the
 in place (fresh allocations cost several times an in-place pass). Centred values are
 formed before squaring, so the variance does not suffer the cancellation of E[x^2] - E[x]^2.
 
-Arrays are handled as views: x2 (N, C*H*W) for per-channel arithmetic, x3 (N, C, H*W) for
-per-channel reductions. `weight` and `bias` are None where the layer has none.
+Arrays are handled as 2-D views in their own memory order, never transposed: (N, C*H*W)
+for NCHW memory, per-channel vectors repeated over each plane; (N*H*W, C) for channels-last
+memory (a convolution's output), per-channel vectors broadcast along the rows. Reading a
+channels-last array as NCHW cost two transposing copies: ResNet's 16-channel BatchNorm took
+0.99 ms forward and 2.14 ms backward on channels-last input against 0.44 and 0.62 on NCHW.
+The output and the input gradient keep the input's order. `weight` and `bias` are None
+where the layer has none.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 from netspec.ops import fused
 from netspec.ops.backend import array_module
+from netspec.ops.layout import is_channels_last, to_layout
 
 
 class BatchStats(NamedTuple):
@@ -53,6 +60,66 @@ def per_element(v: Any, plane: int) -> Any:
     return array_module(v).repeat(v, plane)
 
 
+# Channels-last rows are read `pixels` at a time, (N*H*W / pixels, pixels*C), so that
+# NumPy's inner loops run over about this many values rather than over C (16: 4x slower).
+ROW_VALUES = 4096
+
+
+class Planes(NamedTuple):
+    """How an (N, C, H, W) array's memory is read as 2-D: (N, C*H*W), or channels-last
+    (N*H*W / pixels, pixels*C) with per-channel vectors tiled `pixels` times."""
+
+    shape: tuple[int, int, int, int]
+    pixels: int  # 0: NCHW
+
+    @classmethod
+    def of(cls, x: Any) -> Planes:
+        n, c, h, w = x.shape
+        pixels = math.gcd(n * h * w, max(1, ROW_VALUES // c)) if is_channels_last(x) else 0
+        return cls(tuple(x.shape), pixels)  # type: ignore[arg-type]
+
+    def flat(self, a: Any) -> Any:
+        """a (N, C, H, W), in this memory order (copied into it if need be), as 2-D."""
+        n, c, h, w = self.shape
+        if self.pixels:
+            rows = to_layout(a, True).transpose(0, 2, 3, 1)
+            return rows.reshape(n * h * w // self.pixels, self.pixels * c)
+        return to_layout(a, False).reshape(n, c * h * w)
+
+    @property
+    def plane(self) -> int:
+        """How many consecutive elements of a row share a channel, as the fused kernels
+        read it: a whole H*W plane in NCHW order, one in channels-last order."""
+        return 1 if self.pixels else self.shape[2] * self.shape[3]
+
+    def unflat(self, a2: Any) -> Any:
+        n, c, h, w = self.shape
+        if self.pixels:
+            return a2.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        return a2.reshape(self.shape)
+
+    def vector(self, v: Any) -> Any:
+        """A per-channel (C,) vector, shaped to broadcast against the 2-D view."""
+        if self.pixels:
+            return array_module(v).tile(v, self.pixels)
+        return per_element(v, self.shape[2] * self.shape[3])
+
+    def sums(self, a2: Any) -> Any:
+        """Per-channel sums of a 2-D view."""
+        n, c, h, w = self.shape
+        if self.pixels:  # a GEMV: .sum(0) over the rows takes 5x as long
+            row = array_module(a2).ones(a2.shape[0], dtype=a2.dtype) @ a2
+            return row.reshape(self.pixels, c).sum(0)
+        return channel_sums(a2.reshape(n, c, h * w))
+
+    def dots(self, a2: Any, b2: Any) -> Any:
+        """Per-channel sums of a*b over two 2-D views."""
+        if self.pixels:
+            return self.sums(a2 * b2)
+        n, c, h, w = self.shape
+        return channel_dots(a2.reshape(n, c, h * w), b2.reshape(n, c, h * w))
+
+
 # -- batch statistics (training, or track_running_stats off) ----------------------------------
 def batch_norm(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, BatchStats | None]:
     """y normalised by the batch's statistics, and those (None for an empty batch, whose
@@ -61,14 +128,15 @@ def batch_norm(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, BatchSt
     n = n_ * h * w
     if n == 0:
         return x.copy(), None
-    mean = channel_sums(x.reshape(n_, c, h * w)) / n  # (C,)
-    y = x.reshape(n_, c * h * w) - per_element(mean, h * w)  # (N, C*H*W), centred
-    y3 = y.reshape(n_, c, h * w)
-    var = channel_dots(y3, y3) / n  # biased, from centred values: no cancellation
+    planes = Planes.of(x)
+    x2 = planes.flat(x)
+    mean = planes.sums(x2) / n  # (C,)
+    y = x2 - planes.vector(mean)  # centred
+    var = planes.dots(y, y) / n  # biased, from centred values: no cancellation
     inv_std = 1.0 / array_module(x).sqrt(var + eps)
     scale = weight * inv_std if weight is not None else inv_std
-    fused.kernel(array_module(x), "channel_affine")(y, scale, y, bias, plane=h * w)
-    return y.reshape(x.shape), BatchStats(mean, var, inv_std, n)
+    fused.kernel(array_module(x), "channel_affine")(y, scale, y, bias, plane=planes.plane)
+    return planes.unflat(y), BatchStats(mean, var, inv_std, n)
 
 
 def updated_running_stats(mean: Any, var: Any, batch: BatchStats, factor: float):
@@ -82,46 +150,47 @@ def updated_running_stats(mean: Any, var: Any, batch: BatchStats, factor: float)
 
 
 def batch_norm_backward(g: Any, x: Any, weight: Any, batch: BatchStats | None) -> NormGrads:
-    """Gradients through batch statistics; weight None: no affine scale."""
+    """Gradients through batch statistics; weight None: no affine scale. dx comes in x's
+    memory order (g is copied into it if it differs)."""
     if batch is None:  # empty batch
         return NormGrads(g.copy(), g.sum((0, 2, 3)), g.sum((0, 2, 3)))
     mean, inv_std, n = batch.mean, batch.inv_std, batch.count
-    n_, c, h, w = x.shape
-    g3 = g.reshape(n_, c, h * w)  # (N, C, L)
-    sum_g = channel_sums(g3)
-    dx = x.reshape(n_, c * h * w) - per_element(mean, h * w)  # (N, C*H*W), centred
-    sum_g_xhat = channel_dots(g3, dx.reshape(g3.shape)) * inv_std  # = dweight
+    planes = Planes.of(x)
+    g2 = planes.flat(g)
+    sum_g = planes.sums(g2)
+    dx = planes.flat(x) - planes.vector(mean)  # centred
+    sum_g_xhat = planes.dots(g2, dx) * inv_std  # = dweight
     # dx = a * (g - xhat * sum_g_xhat / n - sum_g / n), with a = weight * inv_std
     a = weight * inv_std if weight is not None else inv_std
     k, m = sum_g_xhat * inv_std * (-1.0 / n), a * sum_g * (1.0 / n)
-    fused.kernel(array_module(x), "norm_backward")(dx, g.reshape(dx.shape), k, a, m, plane=h * w)
-    return NormGrads(dx.reshape(x.shape), sum_g_xhat, sum_g)
+    fused.kernel(array_module(x), "norm_backward")(dx, g2, k, a, m, plane=planes.plane)
+    return NormGrads(planes.unflat(dx), sum_g_xhat, sum_g)
 
 
 # -- running statistics (eval) ------------------------------------------------------------------
 def running_norm(x: Any, weight: Any, bias: Any, mean: Any, var: Any, eps: float):
     """y normalised by the running statistics: one scale and shift per channel. Returns
     (y, inv_std, scale), the last two what backward needs."""
-    n_, c, h, w = x.shape
     inv_std = 1.0 / array_module(x).sqrt(var + eps)
     scale = weight * inv_std if weight is not None else inv_std
     shift = -mean * scale
     if bias is not None:
         shift += bias
-    x2 = x.reshape(n_, c * h * w)
-    y = array_module(x).empty_like(x2)  # (N, C*H*W)
-    fused.kernel(array_module(x), "channel_affine")(x2, scale, y, shift, plane=h * w)
-    return y.reshape(x.shape), inv_std, scale
+    planes = Planes.of(x)
+    x2 = planes.flat(x)
+    y = array_module(x).empty_like(x2)
+    fused.kernel(array_module(x), "channel_affine")(x2, scale, y, shift, plane=planes.plane)
+    return planes.unflat(y), inv_std, scale
 
 
 def running_norm_backward(g: Any, x: Any, mean: Any, inv_std: Any, scale: Any) -> NormGrads:
     """Gradients through running statistics; x None (no affine scale): no dweight, dbias."""
-    n_, c, h, w = g.shape
     dweight = dbias = None
+    planes = Planes.of(x if x is not None else g)
+    g2 = planes.flat(g)
     if x is not None:
-        g3 = g.reshape(n_, c, h * w)  # (N, C, L)
-        centred = x.reshape(n_, c * h * w) - per_element(mean, h * w)
-        dweight = channel_dots(g3, centred.reshape(g3.shape)) * inv_std
-        dbias = channel_sums(g3)
-    dx = g.reshape(n_, c * h * w) * per_element(scale, h * w)  # (N, C*H*W)
-    return NormGrads(dx.reshape(g.shape), dweight, dbias)
+        centred = planes.flat(x) - planes.vector(mean)
+        dweight = planes.dots(g2, centred) * inv_std
+        dbias = planes.sums(g2)
+    dx = g2 * planes.vector(scale)
+    return NormGrads(planes.unflat(dx), dweight, dbias)

@@ -206,6 +206,18 @@ def test_torch_parity(kwargs, training, dtype):
         assert run.forward(sample(shape, i, dtype)).dtype == dtype
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"affine": False}, {"track_running_stats": False}])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(3, 5, 6, 7), (4, 16, 8, 8), (2, 3, 1, 1)])
+def test_channels_last_input_matches_torch(kwargs, training, shape):
+    """A convolution's channels-last output is read as rows of pixels*C values, each row
+    tiling the per-channel vectors: the same values and gradients as NCHW."""
+    x = sample(shape, 5)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    layer = BatchNorm2d(num_features=shape[1], **kwargs)
+    torch_parity(layer, torch_bn(shape[1], **kwargs), x, training=training)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"momentum": None}, {"momentum": 0.25, "bias": False}])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_successive_training_steps_then_eval_match_torch(kwargs, dtype):
