@@ -213,7 +213,6 @@ FUSED_SCALARS = {
     "channel_affine": dict(plane=5),
     "norm_backward": dict(plane=5),
     "dropout_mask": dict(keep=0.7, scale=1 / 0.7),
-    "bias_relu": dict(plane=5),
     "relu_grad": {},
 }
 POSITIVE = {"exp_avg_sq", "max_exp_avg_sq", "square_avg"}

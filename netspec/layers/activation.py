@@ -20,6 +20,7 @@ from netspec.lazy import lazy_import
 from netspec.types import Bool, Float, Int, Shape, ShapeError, normalize_dim
 
 special = lazy_import("netspec.ops.special")
+fused = lazy_import("netspec.ops.fused")
 
 _INF = math.inf
 # PyTorch's SELU constants (Klambauer et al., 2017), to the digits torch uses.
@@ -99,7 +100,7 @@ class ReLU(_Elementwise):
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:
         (x,) = ctx.saved
-        return g * (x > 0)
+        return fused.kernel(ctx.xp, "relu_grad")(g, x, ctx.xp.empty_like(g))
 
 
 class LeakyReLU(_Elementwise):

@@ -118,13 +118,6 @@ FORMULAS: dict[str, Formula] = {
             raw=frozenset({"k", "a", "m"}),
         ),
         Formula("dropout_mask", formulas.dropout_mask, frozenset({"mask"}), formulas.dropout_body),
-        Formula(
-            "bias_relu",
-            formulas.bias_relu,
-            frozenset({"y"}),
-            formulas.bias_relu_body,
-            raw=frozenset({"bias"}),
-        ),
         Formula("relu_grad", formulas.relu_grad, frozenset({"out"}), formulas.relu_grad_body),
     )
 }
