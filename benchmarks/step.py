@@ -2,6 +2,9 @@
 
     python benchmarks/step.py [--device cpu|cuda] [--batch-size 64] [--threads 2] [specs...]
     python benchmarks/step.py --device cuda --capture    # netspec's step from CUDA graphs
+    python benchmarks/step.py --eval --batch-size 1 --threads 1 specs/zoo/resnet18.yaml
+
+`--eval` times the eval forward instead (inference: net.eval(), torch.no_grad()).
 
 Time: both steps are built in this process and run in turns of several steps (see
 `interleaved`), so that load from other processes hits both alike; the table shows the
@@ -47,6 +50,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6, help="turns of each framework")
     parser.add_argument("--block", type=int, default=10, help="timed steps in a turn")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--eval", action="store_true", help="time the eval forward only")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="with --threads 1: the calling thread's CPU time, not wall time (see CLOCKS)",
+    )
     parser.add_argument(
         "--capture", action="store_true", help="cuda: replay netspec's step from CUDA graphs"
     )
@@ -76,13 +85,16 @@ def batch(spec, batch_size: int):
     return x, y
 
 
-def netspec_step(spec, x, y, device, capture=False):
+def netspec_step(spec, x, y, device, evaluate=False, capture=False):
     import netspec
 
-    net = netspec.compile(spec, device=device, dtype="float32", seed=0).train()
+    net = netspec.compile(spec, device=device, dtype="float32", seed=0).train(not evaluate)
+    xs = net.xp.asarray(x)
+    if evaluate:
+        return (lambda: net(xs)), net.synchronize
     loss = netspec.compile_loss(spec.loss, device=device, dtype="float32")
     opt = netspec.compile_optimizer(spec.train.optimizer, net)
-    xs, ys = net.xp.asarray(x), net.xp.asarray(y)
+    ys = net.xp.asarray(y)
     if capture:  # the trainer's halves, replayed from CUDA graphs after a warm-up
         from netspec.training.step_graph import CapturedStep, CupyGraphs
 
@@ -104,13 +116,22 @@ def netspec_step(spec, x, y, device, capture=False):
     return step, net.synchronize
 
 
-def torch_step(spec, x, y, device):
+def torch_step(spec, x, y, device, evaluate=False):
     import torch
 
     from tests.torch_oracle import TorchGraph, torch_loss
 
     dev = torch.device(device)
-    model = TorchGraph(spec).to(dev).float().train()
+    model = TorchGraph(spec).to(dev).float().train(not evaluate)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if evaluate:
+        tx = torch.from_numpy(x).to(dev)
+
+        def forward():
+            with torch.no_grad():
+                model(tx)
+
+        return forward, sync
     criterion = torch_loss(spec.loss).to(dev).float()
     args = spec.train.optimizer.model_dump(
         exclude={"type", "foreach", "fused", "capturable", "differentiable"}
@@ -123,7 +144,6 @@ def torch_step(spec, x, y, device):
         criterion(model(tx), ty).backward()
         opt.step()
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return step, sync
 
 
@@ -135,7 +155,14 @@ def set_torch_threads(threads: int) -> None:
 
 
 # -- time -------------------------------------------------------------------------------------
-def interleaved(steps, rounds: int, block: int) -> list[float]:
+# Wall time by default. On a shared machine whose other tenants keep both cores busy, the wall
+# time of a step swings 2-10x from turn to turn; with one thread, the CPU time of the thread
+# that runs it (time.thread_time) is what the step costs, whoever else runs. Meaningless with
+# more threads: the BLAS and OpenMP workers' time is not counted.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def interleaved(steps, rounds: int, block: int, clock: str = "wall") -> list[float]:
     """Median seconds of each (step, sync): `rounds` turns of `block` timed steps each.
 
     Turns of several steps, not single steps: right after the other library ran, its worker
@@ -149,16 +176,17 @@ def interleaved(steps, rounds: int, block: int) -> list[float]:
             step()
         sync()
     times: list[list[float]] = [[] for _ in steps]
+    now = CLOCKS[clock]
     for _ in range(rounds):
         for (step, sync), own in zip(steps, times, strict=True):
             time.sleep(TURN_PAUSE)
             step()
             sync()
             for _ in range(block):
-                start = time.perf_counter()
+                start = now()
                 step()
                 sync()
-                own.append(time.perf_counter() - start)
+                own.append(now() - start)
     return [statistics.median(own) for own in times]
 
 
@@ -182,9 +210,9 @@ def memory_worker(args: argparse.Namespace) -> None:
     x, y = batch(spec, args.batch_size)
     if args.memory_worker == "torch":
         set_torch_threads(args.threads)
-        step, sync = torch_step(spec, x, y, args.device)
+        step, sync = torch_step(spec, x, y, args.device, args.eval)
     else:
-        step, sync = netspec_step(spec, x, y, args.device, args.capture)
+        step, sync = netspec_step(spec, x, y, args.device, args.eval, args.capture)
     if args.device == "cuda":
         print(json.dumps({"mib": cuda_peak_mib(args.memory_worker, step, sync)}))
         return
@@ -228,6 +256,7 @@ def measure_memory(args: argparse.Namespace, spec_path: str, framework: str) -> 
         f"--threads={args.threads}",
         f"--memory-worker={framework}",
         *(["--capture"] if args.capture else []),
+        *(["--eval"] if args.eval else []),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(result.stdout.splitlines()[-1])["mib"]
@@ -267,6 +296,8 @@ def describe_machine(threads: int) -> str:
 
 def main() -> None:
     args = parse_args()
+    if args.cpu_time and args.threads != 1:
+        sys.exit("--cpu-time counts the calling thread only: use it with --threads 1")
     limit_threads(args.threads)
     if args.memory_worker:
         memory_worker(args)
@@ -274,7 +305,9 @@ def main() -> None:
     import netspec
 
     set_torch_threads(args.threads)
-    print(f"device={args.device} batch={args.batch_size} {describe_machine(args.threads)}")
+    mode = "eval forward" if args.eval else "training step"
+    mode += ", CPU time" if args.cpu_time else ""
+    print(f"{mode} device={args.device} batch={args.batch_size} {describe_machine(args.threads)}")
     if "OPENBLAS_CORETYPE" in os.environ:
         print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} pins OpenBLAS' kernel")
     memory = "" if args.no_memory else f"{'netspec MiB':>13}{'torch MiB':>11}{'ratio':>7}"
@@ -283,10 +316,11 @@ def main() -> None:
         spec = netspec.load(ROOT / path if not Path(path).is_absolute() else path)
         x, y = batch(spec, args.batch_size)
         steps = [
-            netspec_step(spec, x, y, args.device, args.capture),
-            torch_step(spec, x, y, args.device),
+            netspec_step(spec, x, y, args.device, args.eval, args.capture),
+            torch_step(spec, x, y, args.device, args.eval),
         ]
-        ours, theirs = interleaved(steps, args.rounds, args.block)
+        clock = "cpu" if args.cpu_time else "wall"
+        ours, theirs = interleaved(steps, args.rounds, args.block, clock)
         captured = getattr(steps[0][0], "captured", None)
         if captured is not None:
             print(f"note: {Path(path).stem}: {captured_note(captured)}")
