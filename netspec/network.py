@@ -16,7 +16,7 @@ import numpy as np
 
 from netspec.errors import InputError, NetspecError
 from netspec.frontend.graph import INPUT, Graph
-from netspec.layers.base import Context, ParamView
+from netspec.layers.base import Context, ParamView, Shard
 from netspec.ops.backend import (
     array_module,
     get_xp,
@@ -60,6 +60,7 @@ class Network:
         self._layer_names = {node.name for node in graph.nodes}
         self._carries_grad = {flag: self._grad_paths(flag) for flag in (True, False)}
         self._contexts: dict[str, Context] = {}
+        self.shard: Shard | None = None  # set by a data-parallel run: x is these rows
         # When a dict, forward/backward add each layer's seconds to it ("name/forward"): bench.
         self.timings: dict[str, list[float]] | None = None
 
@@ -136,6 +137,18 @@ class Network:
                 )
             target[...] = self.xp.asarray(value.astype(target.dtype, copy=False))
 
+    def gather_grads(self) -> Any:
+        """One flat buffer holding every gradient, each entry of `grads` becoming a view of
+        it (values kept): what a data-parallel step sums over the processes in one call."""
+        flat = self.xp.zeros(sum(int(g.size) for g in self.grads.values()), dtype=self.dtype)
+        offset = 0
+        for name, grad in self.grads.items():
+            view = flat[offset : offset + grad.size].reshape(grad.shape)
+            view[...] = grad
+            self.grads[name] = view
+            offset += grad.size
+        return flat
+
     def zero_grad(self) -> None:
         for grad in self.grads.values():
             grad.fill(0)
@@ -151,7 +164,7 @@ class Network:
         outputs = set(self.graph.outputs)
         self._contexts = {}
         for k, node in enumerate(self.graph.nodes):
-            ctx = Context(self.xp, self.training, rng)
+            ctx = Context(self.xp, self.training, rng, self.shard)
             args = [values[ref] for ref in node.inputs]
             arg = args[0] if node.layer.arity == 1 else args
             if self.timings is None:

@@ -252,23 +252,32 @@ def train(
     Runs never overwrite each other: without --out a run gets runs/<name>/version_K (the
     next free K); an --out that holds a run needs --resume or --overwrite.
     """
+    from netspec.cli.parallel import launched
     from netspec.cli.progress import interrupt_line, progress_for, show_training
     from netspec.training.run_folder import remove_if_empty
     from netspec.training.trainer import Trainer
 
     spec = load_spec(spec_path)
-    folder, made = _run_folder(spec.name, out_dir, resume)
-    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-    progress = progress_for(err)
-    trainer = Trainer(
-        spec, device=device, out=folder, callbacks=[progress], overwrite=overwrite, **options
-    )
-    try:  # a KeyboardInterrupt out of fit() came before the first batch: nothing saved
-        with progress:
-            result = trainer.fit(resume=resume)
-    finally:
-        for path in made:  # a run that failed before writing anything leaves no folders
-            remove_if_empty(path)
+    with launched(out) as world:  # under mpirun/srun: data-parallel, rank 0 speaks
+        writes = world is None or world.rank == 0
+        folder, made = _run_folder(spec.name, out_dir, resume) if writes else (None, [])
+        options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+        progress = progress_for(err)
+        trainer = Trainer(
+            spec,
+            device=device,
+            out=folder,
+            callbacks=[progress] if writes else [],
+            overwrite=overwrite,
+            world=world,
+            **options,
+        )
+        try:  # a KeyboardInterrupt out of fit() came before the first batch: nothing saved
+            with progress:
+                result = trainer.fit(resume=resume)
+        finally:
+            for path in made:  # a run that failed before writing anything leaves no folders
+                remove_if_empty(path)
     with signals_ignored():  # the run is over and saved: a signal could only cut this
         if result.interrupted:
             err.print(escape(interrupt_line(result)), highlight=False, soft_wrap=True)

@@ -274,6 +274,9 @@ class Softmax(Layer):
             return 0 if rank in (0, 1, 3) else 1
         return normalize_dim(self.dim, rank, "dim")
 
+    def mixes_samples(self, x: Shape) -> bool:
+        return self.axis(len(x)) == 0
+
     def output_shape(self, x: Shape) -> Shape:
         try:
             self.axis(len(x))

@@ -8,10 +8,25 @@ parameters, input and a `Context` from the network.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from netspec.types import LayerName, LayerRef, Schema, Shape
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's rows [start, stop) of a global batch of `rows` rows, in a
+    data-parallel run (training/data_parallel.py): `sum` adds an array (or a number) over
+    every process's shard. What mixes samples (BatchNorm's statistics, a mean's divisor)
+    asks it for the global value; what draws per sample (Dropout) draws the global batch
+    and keeps its own rows."""
+
+    start: int
+    stop: int
+    rows: int
+    sum: Callable[[Any], Any]
 
 
 class Context:
@@ -21,23 +36,29 @@ class Context:
     `needs_input_grad` is False when no input of the layer leads back to a parameter or to
     an input gradient the caller asked for (the first Conv2d of a network, when training
     calls backward(..., input_grad=False)): backward may skip that work and return None.
+    `shard` is set in a data-parallel run (see Shard), None in one process.
     """
 
-    __slots__ = ("xp", "training", "rng", "saved", "outputs", "needs_input_grad")
+    __slots__ = ("xp", "training", "rng", "saved", "outputs", "needs_input_grad", "shard")
 
-    def __init__(self, xp: Any, training: bool, rng: Any = None):
+    def __init__(self, xp: Any, training: bool, rng: Any = None, shard: Shard | None = None):
         self.xp = xp
         self.training = training
         self.rng = rng
         self.saved: tuple = ()
         self.outputs: dict[str, Any] = {}
         self.needs_input_grad = True
+        self.shard = shard
 
     def save(self, *arrays: Any) -> None:
         self.saved = arrays
 
     def emit(self, name: str, array: Any) -> None:
         self.outputs[name] = array
+
+    def total(self, value: Any) -> Any:
+        """`value` summed over the processes of a data-parallel run (itself in one)."""
+        return value if self.shard is None else self.shard.sum(value)
 
 
 class Layer(Schema):
@@ -84,6 +105,13 @@ class Layer(Schema):
     def buffer_shapes(self) -> dict[str, tuple[int, ...]]:
         """Non-trainable state saved in the state dict (running statistics)."""
         return {}
+
+    def mixes_samples(self, *inputs: Shape) -> bool:
+        """Whether one sample's output reads another sample's input through this layer's
+        arithmetic (a softmax or a concatenation along dimension 0): such a network cannot
+        be split by rows for data-parallel training. BatchNorm is not one: its statistics
+        are summed over the processes."""
+        return False
 
     def macs(self, inputs: Sequence[tuple[int, ...]], output: tuple[int, ...]) -> int:
         """Weight multiply-accumulates for concrete shapes (see design.md)."""

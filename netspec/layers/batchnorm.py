@@ -163,7 +163,8 @@ class BatchNorm2d(Layer):
     # -- runtime side: the arithmetic of netspec.ops.norm ------------------------------------
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:  # x: (N, C, H, W)
         batch_stats = ctx.training or not self.track_running_stats
-        if batch_stats and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        rows = x.shape[0] if ctx.shard is None else ctx.shard.rows  # the whole batch's
+        if batch_stats and rows * x.shape[2] * x.shape[3] == 1:
             raise InputError(
                 "Expected more than 1 value per channel when training, got input size "
                 + _torch_size(x.shape)
@@ -189,7 +190,7 @@ class BatchNorm2d(Layer):
         update = ctx.training and self.track_running_stats
         if update:
             p.num_batches_tracked = ctx.xp.asarray(p.num_batches_tracked + 1)
-        y, stats = norm.batch_norm(x, *self._affine(p), self.eps)
+        y, stats = norm.batch_norm(x, *self._affine(p), self.eps, ctx.shard)
         if update and stats is not None:
             # momentum None: the cumulative moving average over the batches seen so far
             factor = self.momentum
@@ -203,7 +204,7 @@ class BatchNorm2d(Layer):
 
     def _backward_batch_stats(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:
         _, x, stats = ctx.saved
-        d = norm.batch_norm_backward(g, x, self._affine(p)[0], stats)
+        d = norm.batch_norm_backward(g, x, self._affine(p)[0], stats, ctx.shard)
         self._accumulate(grads, d.weight, d.bias)
         return d.input
 

@@ -60,7 +60,12 @@ class _Dropout(Layer):
         if not ctx.training or self.p == 0.0:
             ctx.save(None)
             return x
-        mask = scaled_mask(ctx.rng, self.mask_shape(x.shape), x.dtype, self.p)
+        shard, shape = ctx.shard, self.mask_shape(x.shape)
+        if shard is None:
+            mask = scaled_mask(ctx.rng, shape, x.dtype, self.p)
+        else:  # the whole batch's mask, whatever the split: this process's rows of it
+            whole = scaled_mask(ctx.rng, (shard.rows, *shape[1:]), x.dtype, self.p)
+            mask = whole[shard.start : shard.stop]
         ctx.save(mask)
         # A multiplication, as in PyTorch: a NaN or inf input gives NaN even where dropped.
         return x * mask

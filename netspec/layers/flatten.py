@@ -32,10 +32,15 @@ class Flatten(Layer):
         start, end = self._span(len(x))
         return (*x[:start], prod(x[start : end + 1]), *x[end + 1 :])
 
+    def mixes_samples(self, x: Shape) -> bool:
+        start, end = self._span(len(x))
+        return start == 0 and end > 0
+
     def forward(self, p: Any, x: Any, ctx: Any) -> Any:
         ctx.save(x.shape)
         start, end = self._span(x.ndim)
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :])
+        merged = prod(x.shape[start : end + 1])  # not -1: an empty batch has no size to divide
+        return x.reshape(*x.shape[:start], merged, *x.shape[end + 1 :])
 
     def backward(self, p: Any, g: Any, ctx: Any, grads: Any) -> Any:
         (shape,) = ctx.saved

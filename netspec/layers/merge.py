@@ -49,6 +49,9 @@ class Concat(Layer):
     def _axis(self, rank: int) -> int:
         return normalize_dim(self.dim, rank, "dim")
 
+    def mixes_samples(self, *xs: Shape) -> bool:
+        return self._axis(len(xs[0])) == 0
+
     def output_shape(self, *xs: Shape) -> Shape:
         rank = len(xs[0])
         if any(len(x) != rank for x in xs):

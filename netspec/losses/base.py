@@ -103,6 +103,11 @@ class Loss(Schema, ABC):
         """The gradient of the input, given `grad`, that of the loss value."""
 
     # -- helpers shared by the losses ------------------------------------------------------
+    def _divisor(self, local: Any, ctx: Context) -> Any:
+        """The mean's divisor: `local` (an element count, a weight sum), over every process
+        of a data-parallel run, so that their loss values add up to the batch's."""
+        return ctx.total(local) if self.effective_reduction == "mean" else local
+
     def _reduce(self, losses: Any, divisor: Any, xp: Any) -> Any:
         """The loss value: `losses` itself, their sum, or their sum / divisor (0-d arrays)."""
         reduction = self.effective_reduction

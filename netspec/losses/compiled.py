@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from netspec.errors import NetspecError
-from netspec.layers.base import Context
+from netspec.layers.base import Context, Shard
 from netspec.lazy import lazy_import
 from netspec.losses.base import Loss
 
@@ -28,6 +28,7 @@ class CompiledLoss:
         self._extra = loss.device_arrays(xp, dtype)
         self._ctx: Context | None = None
         self._value_shape: tuple = ()
+        self.shard: Shard | None = None  # set by a data-parallel run: y and target are rows
 
     @property
     def reduction(self) -> str:
@@ -38,7 +39,7 @@ class CompiledLoss:
 
     def __call__(self, y: Any, target: Any) -> Any:
         y = self._array(y).astype(self.dtype, copy=False)
-        self._ctx = Context(self.xp, training=True)
+        self._ctx = Context(self.xp, training=True, shard=self.shard)
         value = self.loss.forward(y, self._array(target), self._ctx, **self._extra)
         self._value_shape = value.shape
         return value

@@ -132,7 +132,7 @@ class CrossEntropyLoss(Loss):
         w_y = keep.astype(log_p.dtype) if weight is None else weight[safe] * keep  # (N, 1, S)
         at_target = _flat_positions(safe, log_p.shape, xp)  # (N, 1, S)
         picked = log_p.reshape(-1)[at_target]  # log p[n, y_n]: (N, 1, S)
-        divisor = w_y.sum()  # Σ m_n·w[y_n]: the weighted mean's denominator
+        divisor = self._divisor(w_y.sum(), ctx)  # Σ m_n·w[y_n]: the weighted mean's denominator
         ctx.save("indices", x_shape, p, at_target, keep, w_y, weight, divisor)
         loss_shape = _loss_shape(x_shape)
         nll = self._reduce((-w_y * picked).reshape(loss_shape), divisor, xp)
@@ -166,14 +166,15 @@ class CrossEntropyLoss(Loss):
             target = (1.0 - eps) * target + eps / log_p.shape[1]
         weighted = target if weight is None else target * weight[:, None]  # (N, C, S)
         losses = -(weighted * log_p).sum(axis=1)  # (N, S)
-        ctx.save("probabilities", x_shape, p, weighted)
         # The mean divides by the element count N·d1·..., whatever the weights.
-        return self._reduce(losses.reshape(_loss_shape(x_shape)), losses.size, ctx.xp)
+        divisor = self._divisor(losses.size, ctx)
+        ctx.save("probabilities", x_shape, p, weighted, divisor)
+        return self._reduce(losses.reshape(_loss_shape(x_shape)), divisor, ctx.xp)
 
     def _backward_probabilities(self, grad: Any, ctx: Context) -> Any:
-        _, x_shape, p, weighted = ctx.saved
+        _, x_shape, p, weighted, divisor = ctx.saved
         n, _, s = p.shape
-        g = self._element_grad(grad, ctx, _loss_shape(x_shape), n * s, p.dtype)
+        g = self._element_grad(grad, ctx, _loss_shape(x_shape), divisor, p.dtype)
         g = g.reshape(n, 1, s) if g.ndim else g
         gx = (p * weighted.sum(axis=1, keepdims=True) - weighted) * g  # (N, C, S)
         return gx.reshape(x_shape)

@@ -17,12 +17,13 @@ class L1Loss(Loss):
 
     def forward(self, x: Any, target: Any, ctx: Context) -> Any:
         diff = x - self._same_shape_target(x, target)
-        ctx.save(ctx.xp.sign(diff))  # the gradient at 0 is 0, as in PyTorch
-        return self._reduce(ctx.xp.abs(diff), diff.size, ctx.xp)
+        divisor = self._divisor(diff.size, ctx)
+        ctx.save(ctx.xp.sign(diff), divisor)  # the gradient at 0 is 0, as in PyTorch
+        return self._reduce(ctx.xp.abs(diff), divisor, ctx.xp)
 
     def backward(self, grad: Any, ctx: Context) -> Any:
-        (sign,) = ctx.saved
-        return sign * self._element_grad(grad, ctx, sign.shape, sign.size, sign.dtype)
+        sign, divisor = ctx.saved
+        return sign * self._element_grad(grad, ctx, sign.shape, divisor, sign.dtype)
 
 
 class MSELoss(Loss):
@@ -34,9 +35,10 @@ class MSELoss(Loss):
 
     def forward(self, x: Any, target: Any, ctx: Context) -> Any:
         diff = x - self._same_shape_target(x, target)
-        ctx.save(diff)
-        return self._reduce(diff * diff, diff.size, ctx.xp)
+        divisor = self._divisor(diff.size, ctx)
+        ctx.save(diff, divisor)
+        return self._reduce(diff * diff, divisor, ctx.xp)
 
     def backward(self, grad: Any, ctx: Context) -> Any:
-        (diff,) = ctx.saved
-        return 2 * diff * self._element_grad(grad, ctx, diff.shape, diff.size, diff.dtype)
+        diff, divisor = ctx.saved
+        return 2 * diff * self._element_grad(grad, ctx, diff.shape, divisor, diff.dtype)

@@ -18,11 +18,14 @@ where the layer has none.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from netspec.ops import fused
 from netspec.ops.backend import array_module
 from netspec.ops.layout import is_channels_last, to_layout
+
+if TYPE_CHECKING:
+    from netspec.layers.base import Shard
 
 
 class BatchStats(NamedTuple):
@@ -121,22 +124,30 @@ class Planes(NamedTuple):
 
 
 # -- batch statistics (training, or track_running_stats off) ----------------------------------
-def batch_norm(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, BatchStats | None]:
+# `shard` (layers.base.Shard) in a data-parallel run: x is this process's rows of the batch,
+# and every per-channel sum is summed over the processes too (SyncBatchNorm's statistics).
+def batch_norm(
+    x: Any, weight: Any, bias: Any, eps: float, shard: Shard | None = None
+) -> tuple[Any, BatchStats | None]:
     """y normalised by the batch's statistics, and those (None for an empty batch, whose
     output is a copy of x: PyTorch leaves the running statistics alone then)."""
     n_, c, h, w = x.shape
-    n = n_ * h * w
+    n = (n_ if shard is None else shard.rows) * h * w
     if n == 0:
         return x.copy(), None
     planes = Planes.of(x)
     x2 = planes.flat(x)
-    mean = planes.sums(x2) / n  # (C,)
+    mean = _summed(planes.sums(x2), shard) / n  # (C,)
     y = x2 - planes.vector(mean)  # centred
-    var = planes.dots(y, y) / n  # biased, from centred values: no cancellation
+    var = _summed(planes.dots(y, y), shard) / n  # biased, from centred values: no cancellation
     inv_std = 1.0 / array_module(x).sqrt(var + eps)
     scale = weight * inv_std if weight is not None else inv_std
     fused.kernel(array_module(x), "channel_affine")(y, scale, y, bias, plane=planes.plane)
     return planes.unflat(y), BatchStats(mean, var, inv_std, n)
+
+
+def _summed(sums: Any, shard: Shard | None) -> Any:
+    return sums if shard is None else shard.sum(sums)
 
 
 def updated_running_stats(mean: Any, var: Any, batch: BatchStats, factor: float):
@@ -149,22 +160,29 @@ def updated_running_stats(mean: Any, var: Any, batch: BatchStats, factor: float)
     )
 
 
-def batch_norm_backward(g: Any, x: Any, weight: Any, batch: BatchStats | None) -> NormGrads:
+def batch_norm_backward(
+    g: Any, x: Any, weight: Any, batch: BatchStats | None, shard: Shard | None = None
+) -> NormGrads:
     """Gradients through batch statistics; weight None: no affine scale. dx comes in x's
-    memory order (g is copied into it if it differs)."""
+    memory order (g is copied into it if it differs). With a shard, dweight and dbias are
+    this process's part (the gradient allreduce adds them up) and dx uses the global sums."""
     if batch is None:  # empty batch
         return NormGrads(g.copy(), g.sum((0, 2, 3)), g.sum((0, 2, 3)))
     mean, inv_std, n = batch.mean, batch.inv_std, batch.count
     planes = Planes.of(x)
     g2 = planes.flat(g)
-    sum_g = planes.sums(g2)
+    own_g = planes.sums(g2)
     dx = planes.flat(x) - planes.vector(mean)  # centred
-    sum_g_xhat = planes.dots(g2, dx) * inv_std  # = dweight
+    own_g_xhat = planes.dots(g2, dx) * inv_std  # = dweight
+    sum_g, sum_g_xhat = own_g, own_g_xhat
+    if shard is not None:  # one reduction for both
+        xp = array_module(x)
+        sum_g, sum_g_xhat = xp.split(shard.sum(xp.concatenate([own_g, own_g_xhat])), 2)
     # dx = a * (g - xhat * sum_g_xhat / n - sum_g / n), with a = weight * inv_std
     a = weight * inv_std if weight is not None else inv_std
     k, m = sum_g_xhat * inv_std * (-1.0 / n), a * sum_g * (1.0 / n)
     fused.kernel(array_module(x), "norm_backward")(dx, g2, k, a, m, plane=planes.plane)
-    return NormGrads(planes.unflat(dx), sum_g_xhat, sum_g)
+    return NormGrads(planes.unflat(dx), own_g_xhat, own_g)
 
 
 # -- running statistics (eval) ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from netspec.training.weights import description_warning, read_weights
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
+    from netspec.training.data_parallel import DataParallel
 
 _UNUSED_RNG = np.random.default_rng(0)  # iterate_batches wants one even without shuffling
 
@@ -76,24 +77,37 @@ def _recorded_metrics(meta: dict, epoch: int | None) -> dict | None:
 
 
 def evaluate_arrays(
-    setup: RunSetup, x: np.ndarray, y: np.ndarray, batch_size: int, confusion: bool = False
+    setup: RunSetup,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    confusion: bool = False,
+    parallel: DataParallel | None = None,
 ) -> tuple[float, int | None, int, np.ndarray | None]:
     """Mean loss, correct count, counted elements and (optionally) the confusion matrix of
-    the network in eval mode over (x, y), in batches."""
+    the network in eval mode over (x, y), in batches. With `parallel`, this process takes
+    its rows of each batch and the sums are those of every process (no confusion matrix)."""
     net, xp = setup.net, setup.xp
     net.eval()
     loss_sum, correct, counted = 0.0, 0, 0
     classes = setup.data.num_classes or 0
     matrix = np.zeros((classes, classes), dtype=np.int64) if confusion else None
     for xb, yb in iterate_batches(x, y, batch_size, shuffle=False, rng=_UNUSED_RNG):
-        target = xp.asarray(yb)
-        out = first_output(net(xp.asarray(xb)))
-        loss_sum += loss_value(setup.loss(out, target)) * len(xb)
+        if parallel is None:
+            inputs, target = xp.asarray(xb), xp.asarray(yb)
+        else:
+            inputs, target = parallel.own_rows(xb, yb)
+        out = first_output(net(inputs))
+        value = setup.loss(out, target)
+        share = loss_value(value) if parallel is None else parallel.share(value)
+        loss_sum += share * len(xb)
         if setup.classification:
             c, n = accuracy_counts(out, target, setup)
             correct, counted = correct + c, counted + n
             if matrix is not None:
                 matrix += _confusion(out, target, setup, classes)
+    if parallel is not None:
+        loss_sum, correct, counted = parallel.sum_counts(loss_sum, correct, counted)
     mean = loss_sum / len(x) if len(x) else math.nan
     return mean, (correct if setup.classification else None), counted, matrix
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from netspec.frontend.spec import TrainSpec
     from netspec.optim import Optimizer
     from netspec.optim.lr_scheduler import Scheduler
+    from netspec.training.data_parallel import DataParallel
     from netspec.training.interrupts import DeferredInterrupts
     from netspec.training.setup import RunSetup
     from netspec.training.state import RunState
@@ -47,7 +48,8 @@ class Run:
     callbacks: list[Callback]  # the trainer's own (the plot) first, then the caller's
     interrupts: DeferredInterrupts
     shuffle: bool
-    step: EagerStep  # the halves of a training step (step_graph.py: maybe CUDA graphs)
+    step: EagerStep | None  # the halves of a training step (step_graph.py: maybe CUDA graphs)
+    parallel: DataParallel | None = None  # this process's part of a data-parallel run
     last_path: Path | None = None
     best_path: Path | None = None
     start_step: int = 0  # the step this fit() started from (a resumed run's)
@@ -117,15 +119,37 @@ class Run:
         for index, (xb, yb) in enumerate(stream):
             if index < pos.batch:
                 continue  # done before the checkpoint this run resumed from
-            self._train_step(xb, yb, epoch, batches)
-            self.interrupts.check()
+            stop = self._train_step(xb, yb, epoch, batches)
+            self._stop_if_asked(stop)
             self.emit("on_batch_end", epoch, pos.batch, batches, self._running())
 
-    def _train_step(self, xb: np.ndarray, yb: np.ndarray, epoch: int, batches: int) -> None:
-        setup, pos, xp = self.setup, self.state.position, self.setup.xp
+    def _train_step(self, xb: np.ndarray, yb: np.ndarray, epoch: int, batches: int) -> str | None:
+        """One optimizer step on a batch and its bookkeeping; in a data-parallel run, the
+        signal some process received (every process stops after the same step)."""
+        setup, pos = self.setup, self.state.position
         self.consistent = False  # until the step's bookkeeping is done
+        stop = None
+        if self.parallel is None:
+            loss, correct, counted = self._local_step(xb, yb, epoch, batches)
+        else:
+            totals = self.parallel.step(
+                xb, yb, self._signal(), lambda loss: self._stop_unless_finite(loss, epoch, batches)
+            )
+            loss, correct, counted, stop = totals.loss, totals.correct, totals.counted, totals.stop
+        pos.loss_sum += loss * len(xb)
+        pos.seen += len(xb)
+        if setup.classification:
+            pos.correct, pos.counted = pos.correct + correct, pos.counted + counted
+        pos.batch, pos.step = pos.batch + 1, pos.step + 1
+        self.consistent = True
+        return stop
+
+    def _local_step(self, xb: np.ndarray, yb: np.ndarray, epoch: int, batches: int):
+        """(loss, correct, counted) of a step in this process alone."""
+        setup, xp, step = self.setup, self.setup.xp, self.step
+        assert step is not None
         x, target = xp.asarray(xb), xp.asarray(yb)
-        out = self.step.forward(x)  # gradients zeroed, then the forward pass
+        out = step.forward(x)  # gradients zeroed, then the forward pass
         y = first_output(out)
         value = setup.loss(y, target)
         loss = loss_value(value)
@@ -133,14 +157,24 @@ class Run:
         mean_grad = None if value.ndim == 0 else xp.full(value.shape, 1 / value.size, value.dtype)
         grad = setup.loss.backward(mean_grad)
         grads = (grad, *[None] * (len(out) - 1)) if isinstance(out, tuple) else grad
-        self.step.update(grads)  # backward (nobody reads the data's gradient), optimizer step
-        pos.loss_sum += loss * len(xb)
-        pos.seen += len(xb)
+        step.update(grads)  # backward (nobody reads the data's gradient), optimizer step
+        correct = counted = 0
         if setup.classification:
             correct, counted = accuracy_counts(y, target, setup)
-            pos.correct, pos.counted = pos.correct + correct, pos.counted + counted
-        pos.batch, pos.step = pos.batch + 1, pos.step + 1
-        self.consistent = True
+        return loss, correct, counted
+
+    def _signal(self) -> str | None:
+        """The signal this process received and has not acted on, if any."""
+        return self.interrupts.signal if self.interrupts.requested else None
+
+    def _stop_if_asked(self, agreed: str | None = None) -> None:
+        """KeyboardInterrupt once a signal came: this process's, or in a data-parallel run
+        the one any process received, as the last collective said (`agreed`)."""
+        if self.parallel is None:
+            self.interrupts.check()
+        elif agreed is not None:
+            self.interrupts.signal = agreed
+            raise KeyboardInterrupt
 
     def _stop_unless_finite(self, loss: float, epoch: int, batches: int) -> None:
         """NonFiniteLossError before the update of a NaN or infinite loss."""
@@ -192,12 +226,13 @@ class Run:
             metrics["accuracy"] = pos.correct / pos.counted if pos.counted else None
         if data.has_validation:
             val_loss, correct, counted, _ = evaluate_arrays(
-                setup, data.x_val, data.y_val, self.train.batch_size
+                setup, data.x_val, data.y_val, self.train.batch_size, parallel=self.parallel
             )
             metrics["val_loss"] = val_loss
             if setup.classification:
                 metrics["val_accuracy"] = correct / counted if counted else None
-        self.interrupts.check()
+        parallel = self.parallel
+        self._stop_if_asked(parallel.agreed_stop(self._signal()) if parallel else None)
         metrics["lr"] = self.optimizer.lr
         metrics["seconds"] = round(time.perf_counter() - self.epoch_started, 3)
         return {k: finite_or_none(v) for k, v in metrics.items()}

@@ -16,7 +16,7 @@ interrupts.py (Ctrl-C at batch boundaries), events.py (callbacks, results).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,8 @@ from netspec.ops.backend import get_xp
 from netspec.optim import compile_optimizer
 from netspec.optim.lr_scheduler import compile_schedule
 from netspec.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from netspec.training.data_parallel import DataParallel
+from netspec.training.distributed import DistributedError, PeerFailedError, device_for
 from netspec.training.evaluation import evaluate
 from netspec.training.events import (
     Callback,
@@ -49,6 +51,7 @@ from netspec.wording import plural
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
     from netspec.optim import Optimizer
+    from netspec.training.distributed import MpiWorld
 
 
 class Trainer:
@@ -61,6 +64,9 @@ class Trainer:
     second trainer). `epochs`, `batch_size`, `lr` and `seed` override the spec's `train:` section;
     a resumed run takes its seed and batch size from the checkpoint unless given, and
     `epochs` is the total to reach, resumed epochs included.
+
+    `world` (distributed.launched_world()) makes the run data-parallel: this process trains
+    its rows of every batch (data_parallel.py), and only rank 0 writes files.
     """
 
     def __init__(
@@ -75,10 +81,13 @@ class Trainer:
         seed: int | None = None,
         callbacks: Sequence[Callback] = (),
         overwrite: bool = False,
+        world: MpiWorld | None = None,
     ):
         self.spec = spec
         self.device = device
-        self.out = Path(out) if out is not None else None
+        self.world = world
+        writes = world is None or world.rank == 0
+        self.out = Path(out) if out is not None and writes else None
         self.overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
         self.callbacks = list(callbacks)
         self.overwrite = overwrite
@@ -109,6 +118,8 @@ class Trainer:
         raises NonFiniteLossError before that step's update, leaving checkpoints as they
         were. Other failures are NetspecErrors (DataError, CheckpointError, DeviceError...).
         """
+        if self.world is not None and self.device == "cuda":
+            device_for(self.world)  # before CuPy allocates anything: this rank's own GPU
         xp = get_xp(self.device)  # a missing CuPy is the first thing to say
         if self.out is not None and self.out.exists() and not self.out.is_dir():
             raise TrainingError(
@@ -118,7 +129,7 @@ class Trainer:
         interrupts = DeferredInterrupts()
         with interrupts.installed():
             created = self.out is not None and not self.out.exists()
-            lock, notes = claim_run_folder(self.out, resume, self.overwrite)
+            lock, notes = self._agreed(claim_run_folder, self.out, resume, self.overwrite)
             try:
                 return self._fit(resume, interrupts, notes, xp)
             finally:
@@ -131,10 +142,7 @@ class Trainer:
     def _fit(
         self, resume: str | Path | None, interrupts: DeferredInterrupts, notes: list[str], xp: Any
     ) -> TrainResult:
-        checkpoint = load_checkpoint(resume, self.spec) if resume is not None else None
-        self.run = run = self._build(checkpoint, interrupts, xp)
-        if checkpoint is not None:
-            self._restore(checkpoint, Path(resume))  # type: ignore[arg-type]
+        self.run = run = self._agreed(self._start, resume, interrupts, xp)
         if run.metrics_log is not None:
             run.metrics_log.start(run.state.history)
         run.emit("on_train_start", run.info(self.spec.name, self.device, self.out, resume))
@@ -155,6 +163,27 @@ class Trainer:
         return result
 
     # -- set-up -----------------------------------------------------------------------------
+    def _start(self, resume: str | Path | None, interrupts: DeferredInterrupts, xp: Any) -> Run:
+        checkpoint = load_checkpoint(resume, self.spec) if resume is not None else None
+        run = self.run = self._build(checkpoint, interrupts, xp)
+        if checkpoint is not None:
+            self._restore(checkpoint, Path(resume))  # type: ignore[arg-type]
+        return run
+
+    def _agreed(self, action: Callable[..., Any], *args: Any) -> Any:
+        """action(*args), in a data-parallel run only once every process has done its part
+        without an error: one that failed raises its error, the others PeerFailedError."""
+        if self.world is None:
+            return action(*args)
+        try:
+            result = action(*args)
+        except BaseException:
+            self.world.any(True)
+            raise
+        if self.world.any(False):
+            raise PeerFailedError("another process of the run failed to start (it said why)")
+        return result
+
     def _build(self, checkpoint: Checkpoint | None, interrupts: DeferredInterrupts, xp: Any) -> Run:
         """Settings, data, network, loss, optimizer, schedule and a fresh run state."""
         spec = self.spec
@@ -167,6 +196,7 @@ class Trainer:
         loss_type = spec.loss.type  # type: ignore[union-attr]
         monitors = monitors_for(train, setup.data.has_validation, setup.classification, loss_type)
         state = RunState(spec, self.device, train, setup.net, optimizer, scheduler, monitors)
+        parallel = DataParallel(self.world, setup, optimizer) if self.world is not None else None
         callbacks = list(self.callbacks)
         if self.out is not None:
             warn = lambda message: emit(callbacks, "on_warning", message)  # noqa: E731
@@ -181,7 +211,8 @@ class Trainer:
             callbacks=callbacks,
             interrupts=interrupts,
             shuffle=train.shuffle and spec.data.shuffle,  # type: ignore[union-attr]
-            step=training_step(setup.net, optimizer, self.device),
+            step=training_step(setup.net, optimizer, self.device) if parallel is None else None,
+            parallel=parallel,
         )
 
     def _restore(self, checkpoint: Checkpoint, path: Path) -> None:
@@ -222,11 +253,25 @@ class Trainer:
             run.emit("on_epoch_start", epoch, run.batches)
             run.train_epoch(epoch)
             metrics, improved = run.finish_epoch(epoch)
+            self._check_same_weights(epoch)
             self._epoch_files(metrics, improved)
             run.emit("on_epoch_end", epoch, metrics)
             if early is not None and early.exhausted:
                 return "early_stopping"
         return "completed"
+
+    def _check_same_weights(self, epoch: int) -> None:
+        """In a data-parallel run, every process must hold the same weights after an epoch
+        (their sums agree bit for bit); a difference would only grow, so it stops the run."""
+        if self.world is None:
+            return
+        net = self._built().setup.net
+        if not self.world.same_everywhere(net.state_dict().values()):
+            raise DistributedError(
+                f"after epoch {epoch} the processes hold different weights: their MPI "
+                "library's sums differ between ranks",
+                hint="report it with the MPI library's name and version",
+            )
 
     def _interrupted(self) -> str:
         # A KeyboardInterrupt in the middle of a step (a second Ctrl-C) leaves half-updated
