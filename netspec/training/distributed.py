@@ -119,6 +119,10 @@ class MpiWorld:
     def sum(self, value: Any) -> Any:
         """`value` (an array, host or device, or a number) summed over the processes; the
         caller's array is left as it was."""
+        if isinstance(value, np.generic):  # a NumPy scalar (a float32 weight sum)
+            total = np.array(value)
+            self.sum_in_place(total)
+            return total[()]
         if isinstance(value, int | float):
             total = np.array([value], dtype=np.float64)
             self.sum_in_place(total)
