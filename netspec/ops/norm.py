@@ -18,14 +18,11 @@ where the layer has none.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from netspec.ops import fused
 from netspec.ops.backend import array_module
 from netspec.ops.layout import is_channels_last, to_layout
-
-if TYPE_CHECKING:
-    from netspec.layers.base import Shard
 
 
 class BatchStats(NamedTuple):
@@ -124,10 +121,11 @@ class Planes(NamedTuple):
 
 
 # -- batch statistics (training, or track_running_stats off) ----------------------------------
-# `shard` (layers.base.Shard) in a data-parallel run: x is this process's rows of the batch,
-# and every per-channel sum is summed over the processes too (SyncBatchNorm's statistics).
+# `shard` in a data-parallel run (a layers.base.Shard; ops never import the layers): x is
+# this process's rows of the batch, and every per-channel sum is summed over the processes
+# too (SyncBatchNorm's statistics).
 def batch_norm(
-    x: Any, weight: Any, bias: Any, eps: float, shard: Shard | None = None
+    x: Any, weight: Any, bias: Any, eps: float, shard: Any = None
 ) -> tuple[Any, BatchStats | None]:
     """y normalised by the batch's statistics, and those (None for an empty batch, whose
     output is a copy of x: PyTorch leaves the running statistics alone then)."""
@@ -146,7 +144,7 @@ def batch_norm(
     return planes.unflat(y), BatchStats(mean, var, inv_std, n)
 
 
-def _summed(sums: Any, shard: Shard | None) -> Any:
+def _summed(sums: Any, shard: Any) -> Any:
     return sums if shard is None else shard.sum(sums)
 
 
@@ -161,7 +159,7 @@ def updated_running_stats(mean: Any, var: Any, batch: BatchStats, factor: float)
 
 
 def batch_norm_backward(
-    g: Any, x: Any, weight: Any, batch: BatchStats | None, shard: Shard | None = None
+    g: Any, x: Any, weight: Any, batch: BatchStats | None, shard: Any = None
 ) -> NormGrads:
     """Gradients through batch statistics; weight None: no affine scale. dx comes in x's
     memory order (g is copied into it if it differs). With a shard, dweight and dbias are

@@ -26,7 +26,6 @@ from netspec.training.weights import description_warning, read_weights
 
 if TYPE_CHECKING:
     from netspec.frontend.spec import Spec
-    from netspec.training.data_parallel import DataParallel
 
 _UNUSED_RNG = np.random.default_rng(0)  # iterate_batches wants one even without shuffling
 
@@ -82,7 +81,7 @@ def evaluate_arrays(
     y: np.ndarray,
     batch_size: int,
     confusion: bool = False,
-    parallel: DataParallel | None = None,
+    parallel: Any = None,  # a data_parallel.DataParallel (which imports this module)
 ) -> tuple[float, int | None, int, np.ndarray | None]:
     """Mean loss, correct count, counted elements and (optionally) the confusion matrix of
     the network in eval mode over (x, y), in batches. With `parallel`, this process takes
