@@ -118,9 +118,9 @@ class Trainer:
         raises NonFiniteLossError before that step's update, leaving checkpoints as they
         were. Other failures are NetspecErrors (DataError, CheckpointError, DeviceError...).
         """
-        if self.world is not None and self.device == "cuda":
-            device_for(self.world)  # before CuPy allocates anything: this rank's own GPU
         xp = get_xp(self.device)  # a missing CuPy is the first thing to say
+        if self.world is not None and self.device == "cuda":  # (cuda:N: the one asked for)
+            device_for(self.world)  # before CuPy allocates anything: this rank's own GPU
         if self.out is not None and self.out.exists() and not self.out.is_dir():
             raise TrainingError(
                 f"the output folder {self.out} is a file, not a folder",
