@@ -21,7 +21,7 @@ import numpy as np
 
 from netspec.layers.base import Shard
 from netspec.training.distributed import DistributedError
-from netspec.training.evaluation import accuracy_counts, first_output
+from netspec.training.evaluation import accuracy_counts, first_output, output_grads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,9 +106,7 @@ class DataParallel:
             share = 1.0 / (math.prod(value.shape[1:]) * len(xb))
             mean_grad = setup.xp.full(value.shape, share, value.dtype)
         grad = setup.loss.backward(mean_grad)
-        setup.net.backward(
-            (grad, *[None] * (len(out) - 1)) if isinstance(out, tuple) else grad, False
-        )
+        setup.net.backward(output_grads(out, grad), input_grad=False)
         totals[:] = 0.0
         totals[_LOSS] = self.share(value)
         if setup.classification:

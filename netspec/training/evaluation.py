@@ -116,6 +116,12 @@ def first_output(y: Any) -> Any:
     return y[0] if isinstance(y, tuple) else y
 
 
+def output_grads(out: Any, grad: Any) -> Any:
+    """The gradients backward takes for the network's output(s): `grad` for the first (the
+    loss's), None for the others."""
+    return (grad, *[None] * (len(out) - 1)) if isinstance(out, tuple) else grad
+
+
 def loss_value(value: Any) -> float:
     """The loss as one float: the value itself, or the mean of a reduction='none' loss."""
     return float(value) if value.ndim == 0 else float(value.mean())

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netspec.data import batch_count, iterate_batches
-from netspec.training.evaluation import accuracy_counts, evaluate_arrays, first_output, loss_value
+from netspec.training.evaluation import (
+    accuracy_counts,
+    evaluate_arrays,
+    first_output,
+    loss_value,
+    output_grads,
+)
 from netspec.training.events import Callback, NonFiniteLossError, RunInfo, TrainResult, emit
 from netspec.training.metrics import MetricsLog, finite_or_none, plateau_metric
 
@@ -156,8 +162,8 @@ class Run:
         self._stop_unless_finite(loss, epoch, batches)
         mean_grad = None if value.ndim == 0 else xp.full(value.shape, 1 / value.size, value.dtype)
         grad = setup.loss.backward(mean_grad)
-        grads = (grad, *[None] * (len(out) - 1)) if isinstance(out, tuple) else grad
-        step.update(grads)  # backward (nobody reads the data's gradient), optimizer step
+        # backward (nobody reads the data's gradient), then the optimizer step
+        step.update(output_grads(out, grad))
         correct = counted = 0
         if setup.classification:
             correct, counted = accuracy_counts(y, target, setup)
