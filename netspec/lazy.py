@@ -36,7 +36,17 @@ def lazy_import(name: str) -> ModuleType:
 # not come before the package's own code has run.
 _READ_WITHOUT_LOADING = frozenset({"__name__", "__file__", "__spec__", "__class__", "__dict__"})
 _LOADING_LOCK = threading.RLock()  # one thread runs a module's code; others wait for it
-_loading: set[str] = set()  # modules whose code is running (they may read themselves)
+
+
+class _Loading(threading.local):
+    """The modules whose code this thread is running: they may read themselves half-run.
+    Per thread: another thread reading such a module must wait for the lock instead."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+
+_loading = _Loading()
 
 
 class _LazyModule(ModuleType):
@@ -45,22 +55,22 @@ class _LazyModule(ModuleType):
 
     def __getattribute__(self, attribute: str) -> object:
         name = ModuleType.__getattribute__(self, "__name__")
-        if attribute not in _READ_WITHOUT_LOADING and name not in _loading:
+        if attribute not in _READ_WITHOUT_LOADING and name not in _loading.names:
             with _LOADING_LOCK:
-                if type(self) is _LazyModule and name not in _loading:
+                if type(self) is _LazyModule and name not in _loading.names:
                     _load(self, name)
         return ModuleType.__getattribute__(self, attribute)
 
 
 def _load(module: ModuleType, name: str) -> None:
-    _loading.add(name)
+    _loading.names.add(name)
     try:
         module.__spec__.loader.exec_module(module)  # type: ignore[union-attr]
     except BaseException:
         sys.modules.pop(name, None)  # as a failed import leaves it
         raise
     finally:
-        _loading.discard(name)
+        _loading.names.discard(name)
     module.__class__ = ModuleType
 
 
